@@ -1,0 +1,349 @@
+"""Typed configuration: the one source of every default, the presets, YAML in and out.
+
+The tree is ``Config(model, data, ddl, train, score)``. ``Config.preset(name)`` returns a
+preset; ``cfg.override(["train.lr=1e-3", ...])`` applies ``section.field=value`` strings
+(the command line's ``--set``); ``Config.from_yaml``/``to_yaml`` round-trip a run's
+``config.yaml``. Every check lives in ``validate()`` and raises :class:`UserError` naming
+the flag to change. This module does not import torch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, get_type_hints
+
+import yaml
+
+from .errors import UserError
+
+MODES = ("recon", "sdl", "ddl")
+ARCHS = ("c3dsu", "unet")
+BLOCKS = ("reference", "paper")
+LOSS_FORMS = ("pixel", "norm")
+MASK_SOURCES = ("tracks", "random")
+
+
+@dataclass
+class ModelConfig:
+    arch: str = "c3dsu"
+    """Reconstruction network: ``c3dsu`` (Conv3DSkipUNet, T frames) or ``unet`` (2-D, T=1)."""
+    latent: int = 512
+    """Bottleneck width L; encoder widths are L/8, L/4, L/2, L. Must be a multiple of 8."""
+    block: str = "reference"
+    """ConvBlock kind: ``reference`` (parallel 3/5/7 kernels) or ``paper`` (four 3x3)."""
+    dropout: float = 0.0
+    """Dropout inside every ConvBlock (reference: 0)."""
+
+
+@dataclass
+class DataConfig:
+    height: int = 256
+    """Frame height after resizing, pixels; a multiple of 16."""
+    width: int = 256
+    """Frame width after resizing, pixels; a multiple of 16."""
+    channels: int = 3
+    """1 (grey) or 3 (colour; grey sources are repeated)."""
+    frames: int = 3
+    """Window length T (odd, >= 1). The model reconstructs the middle frame."""
+    dataset: str | None = None
+    """Layout of the data root (ped2, ped1, avenue, shanghaitech, folder); None detects it."""
+    scene: str | None = None
+    """ShanghaiTech scene to train and test on (e.g. ``01``); None means all."""
+    cache_dir: str | None = None
+    """Where decoded frames and tracks are cached; None uses $DDLVAD_CACHE or ~/.cache/ddlvad."""
+    masks: str = "tracks"
+    """Where object boxes come from: ``tracks`` (tracked objects) or ``random`` boxes."""
+
+
+@dataclass
+class DDLConfig:
+    mode: str = "ddl"
+    """``recon`` (reconstruction loss only), ``sdl`` (distinction loss, weight fixed at
+    sigmoid(init_logit)), ``ddl`` (distinction loss, trainable weight)."""
+    init_logit: float = 0.0
+    """Initial l; the anomaly weight is s = sigmoid(l) (0 gives 0.5)."""
+    loss_form: str = "pixel"
+    """Distinction loss: ``pixel`` (reference, mean of per-pixel ratios) or ``norm``
+    (paper text, ratio of masked norms per sample)."""
+    lam: float = 0.01
+    """lambda of Eq. 3: weight of the distinction loss."""
+    eps: float = 1e-6
+    """epsilon of Eqs. 5-7."""
+    logit_lr: float | None = None
+    """Learning rate of l; None uses the network's learning rate (reference)."""
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 10
+    """Passes over the training windows (ignored when ``steps`` is set)."""
+    steps: int | None = None
+    """Total optimiser steps; when set it replaces ``epochs``."""
+    batch_size: int = 10
+    """Windows per optimiser step."""
+    lr: float = 1e-2
+    """Adam learning rate."""
+    lr_drop_at: float = 0.8
+    """Fraction of training after which the learning rate is multiplied by ``lr_gamma``."""
+    lr_gamma: float = 0.5
+    """Factor of the single learning-rate drop (StepLR)."""
+    seed: int = 0
+    """Seed of every random choice (weights, windows, masks, noise)."""
+    log_every: int = 1
+    """Write a line to metrics.jsonl every N steps."""
+    checkpoint_every: int = 200
+    """Write the checkpoint every N steps (and at the end of every epoch)."""
+    threads: int | None = None
+    """torch intra-op threads; None keeps torch's default."""
+    workers: int = 0
+    """DataLoader worker processes."""
+
+
+@dataclass
+class ScoreConfig:
+    patch: int = 16
+    """Side of the square patch whose mean error is a frame's score candidate."""
+    shifted_grid: bool = True
+    """Also use the grid shifted by patch/2 (reference code); False: aligned grid only."""
+    batch_size: int = 16
+    """Windows scored per forward pass."""
+    threshold_percentile: float = 99.0
+    """Percentile of normal training-frame scores stored as the detection threshold."""
+
+
+_SECTIONS: dict[str, type] = {
+    "model": ModelConfig,
+    "data": DataConfig,
+    "ddl": DDLConfig,
+    "train": TrainConfig,
+    "score": ScoreConfig,
+}
+
+
+@dataclass
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    ddl: DDLConfig = field(default_factory=DDLConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    score: ScoreConfig = field(default_factory=ScoreConfig)
+    preset: str = "paper"
+    """Name of the preset this config started from (informational)."""
+
+    # ---------------------------------------------------------------- presets
+    @classmethod
+    def preset(cls, name: str) -> "Config":
+        """Return a fresh copy of preset ``name`` (``tiny``, ``cpu`` or ``paper``)."""
+        if name not in PRESETS:
+            raise UserError(f"unknown preset {name!r} (--preset): choose one of {', '.join(PRESETS)}")
+        cfg = cls()
+        cfg.preset = name
+        cfg.apply(PRESETS[name])
+        return cfg
+
+    # ---------------------------------------------------------------- edits
+    def apply(self, values: dict[str, Any]) -> "Config":
+        """Set ``{"section.field": value}`` or nested ``{"section": {"field": value}}``."""
+        for key, value in _flatten(values).items():
+            self.set(key, value)
+        return self
+
+    def set(self, key: str, value: Any) -> None:
+        """Set one ``section.field`` to ``value`` (a string is parsed to the field's type)."""
+        if key == "preset":
+            self.preset = str(value)
+            return
+        section_name, _, name = key.partition(".")
+        if section_name not in _SECTIONS or not name:
+            raise UserError(f"unknown config key {key!r}: keys look like 'train.lr'; sections are "
+                            f"{', '.join(_SECTIONS)}")
+        section = getattr(self, section_name)
+        hints = get_type_hints(type(section))
+        if name not in hints:
+            close = difflib.get_close_matches(name, list(hints), n=1)
+            hint = f" (did you mean {section_name}.{close[0]}?)" if close else ""
+            raise UserError(f"unknown config key {key!r}{hint}")
+        setattr(section, name, _coerce(key, value, hints[name]))
+
+    def override(self, assignments: list[str]) -> "Config":
+        """Apply ``section.field=value`` strings, as given to ``--set``."""
+        for item in assignments:
+            key, sep, value = item.partition("=")
+            if not sep:
+                raise UserError(f"--set {item!r}: write it as section.field=value, e.g. train.lr=0.001")
+            self.set(key.strip(), value.strip())
+        return self
+
+    # ---------------------------------------------------------------- checks
+    def validate(self) -> "Config":
+        """Raise :class:`UserError` naming the flag for the first invalid value."""
+        m, d, l, t, s = self.model, self.data, self.ddl, self.train, self.score
+        _choice("model.arch", m.arch, ARCHS)
+        _choice("model.block", m.block, BLOCKS)
+        _choice("ddl.mode", l.mode, MODES)
+        _choice("ddl.loss_form", l.loss_form, LOSS_FORMS)
+        _choice("data.masks", d.masks, MASK_SOURCES)
+        if m.latent < 8 or m.latent % 8:
+            raise UserError(f"model.latent={m.latent}: must be a positive multiple of 8")
+        if not 0 <= m.dropout < 1:
+            raise UserError(f"model.dropout={m.dropout}: must be in [0, 1)")
+        for name, value in (("data.height", d.height), ("data.width", d.width)):
+            if value < 16 or value % 16:
+                raise UserError(f"{name}={value}: frame size must be a positive multiple of 16 "
+                                f"(the network halves it four times)")
+        if d.channels not in (1, 3):
+            raise UserError(f"data.channels={d.channels}: use 1 (grey) or 3 (colour)")
+        if d.frames < 1 or d.frames % 2 == 0:
+            raise UserError(f"data.frames={d.frames} (--frames): T must be odd and >= 1")
+        if m.arch == "unet" and d.frames != 1:
+            raise UserError(f"model.arch=unet takes one frame: set data.frames=1 (now {d.frames})")
+        if l.eps <= 0:
+            raise UserError(f"ddl.eps={l.eps}: must be > 0")
+        if l.lam < 0:
+            raise UserError(f"ddl.lam={l.lam}: must be >= 0")
+        if t.epochs < 1:
+            raise UserError(f"train.epochs={t.epochs} (--epochs): must be >= 1")
+        if t.steps is not None and t.steps < 1:
+            raise UserError(f"train.steps={t.steps} (--steps): must be >= 1")
+        if t.batch_size < 1:
+            raise UserError(f"train.batch_size={t.batch_size} (--batch-size): must be >= 1")
+        if t.lr <= 0:
+            raise UserError(f"train.lr={t.lr} (--lr): must be > 0")
+        if l.logit_lr is not None and l.logit_lr < 0:
+            raise UserError(f"ddl.logit_lr={l.logit_lr}: must be >= 0")
+        if not 0 < t.lr_drop_at <= 1:
+            raise UserError(f"train.lr_drop_at={t.lr_drop_at}: must be in (0, 1]")
+        if t.log_every < 1 or t.checkpoint_every < 1:
+            raise UserError("train.log_every and train.checkpoint_every must be >= 1")
+        if t.workers < 0:
+            raise UserError(f"train.workers={t.workers}: must be >= 0")
+        if t.threads is not None and t.threads < 1:
+            raise UserError(f"train.threads={t.threads}: must be >= 1")
+        if s.patch < 2 or s.patch > min(d.height, d.width):
+            raise UserError(f"score.patch={s.patch}: must be between 2 and the frame size")
+        if s.batch_size < 1:
+            raise UserError(f"score.batch_size={s.batch_size}: must be >= 1")
+        if not 0 < s.threshold_percentile <= 100:
+            raise UserError(f"score.threshold_percentile={s.threshold_percentile}: must be in (0, 100]")
+        return self
+
+    # ---------------------------------------------------------------- I/O
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "Config":
+        cfg = cls()
+        cfg.apply(values)
+        return cfg
+
+    def to_yaml(self, path: str | Path | None = None) -> str:
+        text = yaml.safe_dump(self.to_dict(), sort_keys=False)
+        if path is not None:
+            Path(path).write_text(text)
+        return text
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> "Config":
+        path = Path(path)
+        try:
+            values = yaml.safe_load(path.read_text())
+        except FileNotFoundError:
+            raise UserError(f"config file {path} not found (--config)") from None
+        except yaml.YAMLError as exc:
+            raise UserError(f"config file {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+        if not isinstance(values, dict):
+            raise UserError(f"config file {path} must hold a mapping of sections (model, data, ...)")
+        return cls.from_dict(values)
+
+    def diff(self, other: "Config") -> dict[str, tuple[Any, Any]]:
+        """``{key: (mine, theirs)}`` for every field that differs."""
+        a, b = _flatten(self.to_dict()), _flatten(other.to_dict())
+        return {k: (a.get(k), b.get(k)) for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)}
+
+
+# The presets. ``paper`` = METHOD.md section 5 (reference code); ``cpu`` = our fast path for
+# a 2-core CPU (see bench/RESULTS.md for the measurements behind it); ``tiny`` = tests.
+PRESETS: dict[str, dict[str, Any]] = {
+    "paper": {},
+    "cpu": {
+        "model.latent": 64,
+        "data.height": 128,
+        "data.width": 192,
+        "data.channels": 1,
+        "ddl.loss_form": "norm",
+        "train.epochs": 2,
+        "train.batch_size": 8,
+        "train.lr": 1e-3,
+        "train.checkpoint_every": 100,
+        "score.batch_size": 32,
+    },
+    "tiny": {
+        "model.latent": 16,
+        "data.height": 32,
+        "data.width": 48,
+        "data.channels": 1,
+        "ddl.loss_form": "norm",
+        "train.epochs": 1,
+        "train.steps": 6,
+        "train.batch_size": 4,
+        "train.lr": 1e-3,
+        "train.checkpoint_every": 3,
+        "score.patch": 8,
+        "score.batch_size": 8,
+    },
+}
+
+
+def _flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        full = f"{prefix}{key}"
+        if isinstance(value, dict) and (prefix or key in _SECTIONS):
+            out.update(_flatten(value, full + "."))
+        else:
+            out[full] = value
+    return out
+
+
+def _choice(flag: str, value: str, options: tuple[str, ...]) -> None:
+    if value not in options:
+        raise UserError(f"{flag}={value!r}: choose one of {', '.join(options)}")
+
+
+def _coerce(key: str, value: Any, hint: Any) -> Any:
+    """Parse ``value`` (often a string from the command line) to the field's type."""
+    text = value if isinstance(value, str) else None
+    optional = "None" in str(hint)
+    if text is not None and optional and text.lower() in ("none", "null", ""):
+        return None
+    if value is None:
+        if optional:
+            return None
+        raise UserError(f"{key}: a value is required")
+    base = str(hint).replace(" | None", "").replace("typing.Optional[", "").rstrip("]")
+    try:
+        if base in ("int", "<class 'int'>"):
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError
+            if isinstance(value, bool):
+                raise ValueError
+            return int(float(value)) if isinstance(value, str) and "e" in value.lower() else int(value)
+        if base in ("float", "<class 'float'>"):
+            if isinstance(value, bool):
+                raise ValueError
+            return float(value)
+        if base in ("bool", "<class 'bool'>"):
+            if isinstance(value, bool):
+                return value
+            if text is not None and text.lower() in ("true", "yes", "1", "on"):
+                return True
+            if text is not None and text.lower() in ("false", "no", "0", "off"):
+                return False
+            raise ValueError
+        return str(value)
+    except (TypeError, ValueError):
+        raise UserError(f"{key}={value!r}: expected {base}") from None

@@ -1,0 +1,80 @@
+"""Checkpoints: atomic writes, safe loads, and rebuilding a trained model from a run folder.
+
+A checkpoint is a ``torch.save`` of plain containers and tensors only (model and anomaly
+weight state, optimiser, scheduler, step counters, RNG state, the config as a dict, the
+package version, the threshold), so it loads with ``weights_only=True``: a file that needs
+pickle code execution is refused, never run.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from . import __version__
+from .config import Config
+from .errors import UserError
+
+CHECKPOINT = "checkpoint.pt"
+
+
+def save_atomic(obj: Any, path: Path) -> None:
+    """``torch.save`` to a temporary file, fsync, then rename over ``path``: a crash or a
+    full disk leaves the previous file intact."""
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        with open(tmp, "wb") as fh:
+            torch.save(obj, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise UserError(f"could not write {path} ({exc.strerror or exc}); free disk space or choose "
+                        f"another --out; the previous checkpoint is kept") from None
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Load a checkpoint safely (``weights_only=True``)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / CHECKPOINT
+    if not path.is_file():
+        raise UserError(f"no checkpoint at {path}: train a model first (`ddlvad train ... --out {path.parent}`)")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "unsafe content"
+        raise UserError(f"refusing {path}: it needs pickle code execution to load ({first[:120]}); "
+                        f"only ddlvad checkpoints are accepted") from None
+    except Exception as exc:  # truncated or corrupt file
+        raise UserError(f"{path} is not a readable checkpoint ({type(exc).__name__}); "
+                        f"resume from an earlier run or train again") from None
+    if not isinstance(ckpt, dict) or "model" not in ckpt or "config" not in ckpt:
+        raise UserError(f"{path} is not a ddlvad checkpoint (no model/config inside)")
+    major = str(ckpt.get("version", "0")).split(".")[0]
+    if major != __version__.split(".")[0]:
+        raise UserError(f"{path} was written by ddlvad {ckpt.get('version')} and this is {__version__}: "
+                        f"the formats differ; use a matching ddlvad version")
+    return ckpt
+
+
+def load_model(run: str | Path) -> tuple[torch.nn.Module, Config, dict[str, Any]]:
+    """The trained network of a run folder (or checkpoint file), in eval mode, with its
+    config and checkpoint dict."""
+    from .models import build_model
+
+    ckpt = load_checkpoint(run)
+    cfg = Config.from_dict(ckpt["config"])
+    model = build_model(cfg)
+    try:
+        model.load_state_dict(ckpt["model"])
+    except RuntimeError as exc:
+        raise UserError(f"checkpoint in {run} does not fit the model its config describes "
+                        f"({str(exc).splitlines()[0][:160]})") from None
+    model.eval()
+    return model, cfg, ckpt

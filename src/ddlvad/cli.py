@@ -1,0 +1,226 @@
+"""The command line: the only argument parser. Each command calls a plain function.
+
+Bad input ends with one line on stderr and exit code 2 (130 after Ctrl-C); ``--debug``
+shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .config import ARCHS, MASK_SOURCES, MODES, PRESETS, Config
+from .errors import UserError
+
+EXAMPLES = """examples:
+  ddlvad demo                                   # synthetic scene -> train -> AUC, < 10 min on a CPU
+  ddlvad synth scene/ --seed 1                  # write a synthetic dataset (folder layout)
+  ddlvad data info ../shared/data/ped2          # what a dataset folder holds
+  ddlvad train --data scene/ --preset tiny --out runs/tiny
+  ddlvad train --data ped2/ --mode recon --model unet --out runs/ped2-unet-recon
+  ddlvad evaluate runs/tiny --data scene/ --protocol paper
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit 2 (argparse prints usage + message)
+        raise UserError(f"{message} (see `{self.prog} --help`)")
+
+
+def _config_args(p: argparse.ArgumentParser, default_preset: str) -> None:
+    g = p.add_argument_group("configuration (preset -> --config -> flags -> --set)")
+    g.add_argument("--preset", default=None, choices=list(PRESETS),
+                   help=f"start from this preset (default: {default_preset})")
+    g.add_argument("--config", help="a config.yaml to start from instead of a preset")
+    g.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
+                   help="override any config field, e.g. --set train.lr=0.001 (repeatable)")
+    g.add_argument("--mode", choices=MODES, help="recon (reconstruction only), sdl (fixed weight), ddl (learned)")
+    g.add_argument("--model", choices=ARCHS, help="c3dsu or unet (unet implies --frames 1)")
+    g.add_argument("--epochs", type=int)
+    g.add_argument("--steps", type=int, help="total optimiser steps (replaces --epochs)")
+    g.add_argument("--batch-size", type=int)
+    g.add_argument("--lr", type=float)
+    g.add_argument("--frames", type=int, help="window length T (odd)")
+    g.add_argument("--seed", type=int)
+    g.add_argument("--dataset", help="ped2, ped1, avenue, shanghaitech or folder (default: detect)")
+    g.add_argument("--scene", help="ShanghaiTech scene, e.g. 01")
+    g.add_argument("--cache-dir", help="cache for decoded frames and tracks (default: $DDLVAD_CACHE or ~/.cache/ddlvad)")
+    g.add_argument("--masks", choices=MASK_SOURCES, help="boxes of tracked objects (default) or random boxes")
+
+
+def build_config(args: argparse.Namespace, default_preset: str) -> Config:
+    if args.config:
+        cfg = Config.from_yaml(args.config)
+    else:
+        cfg = Config.preset(args.preset or default_preset)
+    flags = {
+        "ddl.mode": args.mode, "model.arch": args.model, "train.epochs": args.epochs,
+        "train.steps": args.steps, "train.batch_size": args.batch_size, "train.lr": args.lr,
+        "data.frames": args.frames, "train.seed": args.seed, "data.dataset": args.dataset,
+        "data.scene": args.scene, "data.cache_dir": args.cache_dir, "data.masks": args.masks,
+    }
+    if args.model == "unet" and args.frames is None:
+        flags["data.frames"] = 1
+    if args.model == "c3dsu" and args.frames is None and cfg.data.frames == 1:
+        flags["data.frames"] = 3
+    cfg.apply({k: v for k, v in flags.items() if v is not None})
+    cfg.override(args.set)
+    return cfg.validate()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="ddlvad", description="Video anomaly detection with Dynamic Distinction Learning.",
+                     epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    parser.add_argument("--version", action="version", version=_version())
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    p = sub.add_parser("demo", help="synthetic scene -> track -> train (cpu preset) -> evaluate")
+    p.add_argument("--out", default="ddlvad-demo", help="output folder (default: ./ddlvad-demo)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--steps", type=int, help="training steps (default: the demo's budget)")
+    p.add_argument("--force", action="store_true", help="replace an earlier demo in --out")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    p = sub.add_parser("synth", help="write a synthetic surveillance dataset (folder layout)")
+    p.add_argument("out")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--force", action="store_true", help="write into a folder that is not empty")
+
+    p = sub.add_parser("train", help="train a model (default preset: cpu)")
+    p.add_argument("--data", required=True, help="dataset root folder")
+    p.add_argument("--out", default=None, help="run folder (default: runs/<dataset>-<arch>-<mode>)")
+    p.add_argument("--tracks", help="a tracks .npz to paste pseudo anomalies into (default: cache / run tracking)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    p.add_argument("--force", action="store_true", help="replace the run in --out")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _config_args(p, "cpu")
+
+    p = sub.add_parser("evaluate", help="score the test split and write report.json, scores.csv, plots, report.html")
+    p.add_argument("run", help="run folder (holds checkpoint.pt)")
+    p.add_argument("--data", required=True, help="dataset root folder")
+    p.add_argument("--dataset")
+    p.add_argument("--scene")
+    p.add_argument("--cache-dir")
+    p.add_argument("--protocol", default="paper", help="paper (median 17), raw, gaussian, minmax")
+    p.add_argument("--smoothing", choices=("none", "median", "gaussian"))
+    p.add_argument("--window", type=int, help="median filter window (frames)")
+    p.add_argument("--sigma", type=float, help="gaussian smoothing sigma (frames)")
+    p.add_argument("--normalise", choices=("none", "minmax"), help="per-video score normalisation")
+    p.add_argument("--out", help="output folder (default: RUN/eval)")
+    p.add_argument("--no-plots", action="store_true")
+    p.add_argument("--quiet", action="store_true")
+
+    p = sub.add_parser("data", help="inspect datasets")
+    dsub = p.add_subparsers(dest="data_command", required=True, parser_class=_Parser)
+    q = dsub.add_parser("info", help="layout, videos, frames, scenes and abnormal frames of ROOT")
+    q.add_argument("root")
+    q.add_argument("--dataset")
+    q.add_argument("--scene")
+    q.add_argument("--json", action="store_true", help="print JSON")
+
+    p = sub.add_parser("config", help="print a resolved configuration as YAML")
+    _config_args(p, "cpu")
+    return parser
+
+
+def _version() -> str:
+    from . import __version__
+
+    return f"ddlvad {__version__}"
+
+
+def run_command(args: argparse.Namespace) -> int:
+    from . import workflow
+
+    if args.command == "demo":
+        result = workflow.demo(args.out, seed=args.seed, force=args.force, steps=args.steps,
+                               progress=not args.quiet)
+        print(f"demo: frame-level AUC {100 * result['auc_micro']:.2f} % (micro, {result['protocol']['name']} "
+              f"protocol) in {result['minutes']:.1f} min; report: {Path(args.out) / 'report.json'}")
+        return 0
+    if args.command == "synth":
+        from .data.synthetic import synthesize
+
+        out = Path(args.out)
+        if out.exists() and any(out.iterdir()) and not args.force:
+            raise UserError(f"{out} is not empty: choose another folder or pass --force")
+        desc = synthesize(out, seed=args.seed)
+        abnormal = sum(v["abnormal_frames"] for v in desc["testing"].values())
+        print(f"wrote {out}: {desc['spec']['train_videos']} training and {desc['spec']['test_videos']} "
+              f"testing videos of {desc['spec']['frames']} frames, {abnormal} abnormal test frames")
+        return 0
+    if args.command == "train":
+        cfg = build_config(args, "cpu")
+        out = args.out or f"runs/{Path(args.data).name}-{cfg.model.arch}-{cfg.ddl.mode}"
+        summary = workflow.train(cfg, args.data, out, resume=args.resume, force=args.force,
+                                 tracks_file=args.tracks, progress=not args.quiet)
+        print(json.dumps(summary))
+        return 0
+    if args.command == "evaluate":
+        overrides = {k: v for k, v in {"smoothing": args.smoothing, "window": args.window,
+                                       "sigma": args.sigma, "normalise": args.normalise}.items() if v is not None}
+        report = workflow.evaluate(args.run, args.data, dataset=args.dataset, scene=args.scene,
+                                   protocol=args.protocol, protocol_overrides=overrides, out=args.out,
+                                   cache_dir=args.cache_dir, plots=not args.no_plots, progress=not args.quiet)
+        workflow.print_summary(report)
+        return 0
+    if args.command == "data":
+        from .data.info import summary
+        from .data.layouts import index_dataset
+
+        if not Path(args.root).exists():
+            raise UserError(f"data folder {args.root} does not exist")
+        info = summary(index_dataset(args.root, args.dataset, args.scene))
+        if args.json:
+            print(json.dumps(info, indent=2))
+        else:
+            _print_info(info)
+        return 0
+    if args.command == "config":
+        print(build_config(args, "cpu").to_yaml(), end="")
+        return 0
+    raise AssertionError(args.command)
+
+
+def _print_info(info: dict) -> None:
+    print(f"dataset {info['dataset']} (layout {info.get('layout')}) at {info.get('root')}")
+    for split in ("training", "testing"):
+        s = info[split]
+        extra = f", {s['abnormal_frames']} abnormal" if s.get("abnormal_frames") is not None else ""
+        print(f"  {split:9} {s['videos']:4} videos {s['frames']:8} frames{extra}")
+    if info.get("frame_size"):
+        print(f"  frame size {info['frame_size'][0]}x{info['frame_size'][1]} (h x w)")
+    if info.get("scenes"):
+        print(f"  scenes {', '.join(info['scenes'])}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in argv
+    try:
+        args = build_parser().parse_args(argv)
+        return run_command(args)
+    except UserError as exc:
+        if debug:
+            raise
+        print(f"ddlvad: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        print("ddlvad: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # TrainingInterrupted and friends are handled by name, bugs stay loud
+        from .train import TrainingInterrupted
+
+        if isinstance(exc, TrainingInterrupted):
+            print(f"ddlvad: {exc}", file=sys.stderr)
+            return 130
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

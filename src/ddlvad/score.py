@@ -1,0 +1,97 @@
+"""Frame scores from a trained model (METHOD.md section 6).
+
+A frame's score is the largest mean of ``e(X_t, f(X))`` over ``patch x patch`` patches on
+the aligned grid and (optionally) the grid shifted by ``patch / 2``. Videos are scored with
+a sliding window; the per-frame encoder outputs are computed once and shared by the T
+windows that contain each frame (the encoder sees frames independently).
+"""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .loss import pixel_error
+
+
+def patch_scores(error: torch.Tensor, patch: int = 16, shifted_grid: bool = True) -> torch.Tensor:
+    """``(B, H, W)`` error maps -> ``(B,)`` worst patch means.
+
+    The aligned grid covers whole patches from the top-left corner; the shifted grid is the
+    same on the map cropped by ``patch // 2`` on each side.
+    """
+    x = error.unsqueeze(1)
+    best = F.avg_pool2d(x, patch, stride=patch).flatten(1).amax(1)
+    if shifted_grid:
+        o = patch // 2
+        inner = x[:, :, o:x.shape[2] - o, o:x.shape[3] - o]
+        if inner.shape[2] >= patch and inner.shape[3] >= patch:
+            best = torch.maximum(best, F.avg_pool2d(inner, patch, stride=patch).flatten(1).amax(1))
+    return best
+
+
+def to_tensor(frames: np.ndarray) -> torch.Tensor:
+    """uint8 ``(N, H, W, C)`` -> float ``(N, C, H, W)`` in [0, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float().div_(255.0)
+
+
+@torch.inference_mode()
+def reconstruct_windows(model: nn.Module, frames: np.ndarray, centres: np.ndarray) -> torch.Tensor:
+    """Reconstructions ``(B, C, H, W)`` of the windows centred at consecutive ``centres``
+    (``centres[k] = centres[0] + k``) of uint8 ``frames (N, H, W, C)``."""
+    T = model.frames
+    h = T // 2
+    first, count = int(centres[0]), len(centres)
+    x = to_tensor(frames[first - h: first + count + h])          # (count + T - 1, C, H, W)
+    feats = model.encode_frames(x)                               # per level (count+T-1, ch, h, w)
+    windows = [torch.stack([f[k:k + count] for k in range(T)], dim=2) for f in feats]  # (count, ch, T, h, w)
+    return model.decode_windows(windows)
+
+
+def iter_video(model: nn.Module, frames: np.ndarray, batch_size: int = 16
+               ) -> Iterator[tuple[np.ndarray, torch.Tensor, torch.Tensor]]:
+    """Yield ``(centres, targets, reconstructions)`` over all windows of one video."""
+    h = model.frames // 2
+    n = len(frames)
+    for start in range(h, n - h, batch_size):
+        centres = np.arange(start, min(start + batch_size, n - h))
+        recon = reconstruct_windows(model, frames, centres)
+        yield centres, to_tensor(frames[centres]), recon
+
+
+@torch.inference_mode()
+def score_video(model: nn.Module, frames: np.ndarray, patch: int = 16, shifted_grid: bool = True,
+                batch_size: int = 16) -> np.ndarray:
+    """Scores ``(N,)`` of uint8 frames ``(N, H, W, C)``; NaN for the ``(T-1)/2`` edge frames
+    at each end, which have no full window."""
+    was_training = model.training
+    model.eval()
+    scores = np.full(len(frames), np.nan, dtype=np.float64)
+    for centres, target, recon in iter_video(model, frames, batch_size):
+        scores[centres] = patch_scores(pixel_error(target, recon), patch, shifted_grid).numpy()
+    model.train(was_training)
+    return scores
+
+
+@torch.inference_mode()
+def score_video_naive(model: nn.Module, frames: np.ndarray, patch: int = 16, shifted_grid: bool = True,
+                      batch_size: int = 16) -> np.ndarray:
+    """The straightforward way: every window through the full model (no encoder reuse).
+    Kept as the reference for equivalence tests and benchmarks."""
+    was_training = model.training
+    model.eval()
+    T = model.frames
+    h = T // 2
+    scores = np.full(len(frames), np.nan, dtype=np.float64)
+    x = to_tensor(frames)
+    for start in range(h, len(frames) - h, batch_size):
+        centres = np.arange(start, min(start + batch_size, len(frames) - h))
+        clips = torch.stack([x[c - h:c + h + 1] for c in centres]).permute(0, 2, 1, 3, 4)  # (B, C, T, H, W)
+        recon = model(clips)
+        scores[centres] = patch_scores(pixel_error(x[centres], recon), patch, shifted_grid).numpy()
+    model.train(was_training)
+    return scores

@@ -1,0 +1,298 @@
+"""The training loop: data -> pseudo anomaly -> model -> loss -> step -> checkpoint.
+
+Every random choice is a pure function of ``(train.seed, step)`` or ``(train.seed, epoch)``
+(window order, masks, noise), so a run resumed from a checkpoint draws exactly what the
+uninterrupted run would have drawn.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from . import __version__
+from .checkpoint import CHECKPOINT, load_checkpoint, save_atomic
+from .config import Config
+from .data.clips import WindowIndex, epoch_order, gather_clips, object_masks, random_masks
+from .data.tracks import VideoTracks
+from .errors import UserError
+from .loss import ddl_loss
+from .models import build_model
+from .pseudo_anomaly import AnomalyWeight, pseudo_anomaly
+from .score import score_video
+
+RUN_FILES = ("config.yaml", "metrics.jsonl", CHECKPOINT, "summary.json")
+
+
+class TrainingInterrupted(Exception):
+    """Ctrl-C / SIGTERM during training; the checkpoint was written first."""
+
+
+@dataclass
+class TrainingData:
+    """Cached uint8 frames ``(N, H, W, C)`` of the training videos and their tracks."""
+
+    frames: Sequence[np.ndarray]
+    tracks: Sequence[VideoTracks | None]
+    video_ids: Sequence[str]
+
+
+def prepare_run_dir(run_dir: Path, resume: bool, force: bool) -> None:
+    """Refuse to overwrite another run unless ``--force`` (or ``--resume`` to continue it)."""
+    if resume:
+        if not (run_dir / CHECKPOINT).is_file():
+            raise UserError(f"--resume: no checkpoint in {run_dir}; start a new run without --resume")
+        return
+    if run_dir.exists() and any((run_dir / f).exists() for f in RUN_FILES):
+        if not force:
+            raise UserError(f"{run_dir} already holds a run: pass --resume to continue it or "
+                            f"--force to replace it (or choose another --out)")
+        for name in RUN_FILES + ("eval",):
+            target = run_dir / name
+            if target.is_dir():
+                shutil.rmtree(target)
+            else:
+                target.unlink(missing_ok=True)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        probe = run_dir / ".write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise UserError(f"cannot write to {run_dir} ({exc.strerror}); choose another --out") from None
+
+
+class Trainer:
+    """One DDL training run in ``run_dir``. ``run()`` trains and returns the summary."""
+
+    def __init__(self, cfg: Config, data: TrainingData, run_dir: str | Path, progress: bool = True):
+        self.cfg = cfg.validate()
+        self.data = data
+        self.run_dir = Path(run_dir)
+        self.progress = progress
+        t = cfg.train
+        if t.threads:
+            torch.set_num_threads(t.threads)
+        self.index = WindowIndex([len(f) for f in data.frames], cfg.data.frames)
+        if len(self.index) == 0:
+            raise UserError(f"no training windows: every training video is shorter than "
+                            f"T={cfg.data.frames} frames")
+        self.batches_per_epoch = math.ceil(len(self.index) / t.batch_size)
+        self.total_steps = t.steps if t.steps is not None else t.epochs * self.batches_per_epoch
+
+        torch.manual_seed(t.seed)
+        self.model = build_model(cfg)
+        self.weight = AnomalyWeight(cfg.ddl.init_logit, trainable=cfg.ddl.mode == "ddl")
+        groups = [{"params": self.model.parameters(), "lr": t.lr}]
+        if cfg.ddl.mode == "ddl":
+            groups.append({"params": self.weight.parameters(),
+                           "lr": cfg.ddl.logit_lr if cfg.ddl.logit_lr is not None else t.lr})
+        self.optimizer = torch.optim.Adam(groups)
+        drop = max(1, int(round(t.lr_drop_at * self.total_steps)))
+        self.scheduler = torch.optim.lr_scheduler.StepLR(self.optimizer, step_size=drop, gamma=t.lr_gamma)
+        self.step = 0
+        self.skipped = 0
+        self.elapsed = 0.0
+
+    # ------------------------------------------------------------------ one step
+    def batch_windows(self, step: int) -> np.ndarray:
+        """Window numbers of global step ``step`` (epochs follow each other seamlessly)."""
+        bs = self.cfg.train.batch_size
+        epoch, pos = divmod(step, self.batches_per_epoch)
+        return epoch_order(len(self.index), self.cfg.train.seed, epoch)[pos * bs:(pos + 1) * bs]
+
+    def train_step(self, step: int) -> dict[str, float] | None:
+        """One optimiser step; None when the batch has no masked pixel (skipped, as in the reference)."""
+        cfg, d = self.cfg, self.cfg.data
+        rng = np.random.default_rng([cfg.train.seed, 1, step])
+        noise_gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
+        windows = self.batch_windows(step)
+        clip = gather_clips(self.data.frames, self.index, windows)          # (B, C, T, H, W)
+        t = d.frames // 2
+        target = clip[:, :, t]                                               # (B, C, H, W)
+        self.model.train()
+        if cfg.ddl.mode == "recon":
+            parts = ddl_loss(target, self.model(clip))
+        else:
+            if d.masks == "tracks":
+                mask = object_masks(self.data.tracks, self.index, windows, d.height, d.width, rng)
+            else:
+                mask = random_masks(len(windows), d.frames, d.height, d.width, rng)
+            if mask.sum() == 0:
+                return None
+            s = self.weight()
+            anomalous = pseudo_anomaly(clip, mask, s, noise_gen)             # Eqs. 1-2
+            recon = self.model(clip)                                         # f(X)
+            recon_anomalous = self.model(anomalous)                          # f(X_A), a separate pass
+            parts = ddl_loss(target, recon, anomalous[:, :, t], recon_anomalous, mask[:, 0, t],
+                             cfg.ddl.lam, cfg.ddl.loss_form, cfg.ddl.eps)    # Eq. 3
+        if not torch.isfinite(parts.total):
+            self.save_checkpoint()  # no-op for the weights: the last good state is still in memory
+            raise UserError(f"non-finite loss at step {step}: {parts.as_floats()}; lower --lr or change "
+                            f"ddl.eps; the last good checkpoint is {self.run_dir / CHECKPOINT}")
+        self.optimizer.zero_grad(set_to_none=True)
+        parts.total.backward()
+        self.optimizer.step()
+        return parts.as_floats()
+
+    # ------------------------------------------------------------------ state
+    def state(self) -> dict:
+        return {
+            "version": __version__,
+            "config": self.cfg.to_dict(),
+            "model": self.model.state_dict(),
+            "anomaly_logit": self.weight.logit.detach().clone(),
+            "anomaly_weight": self.weight().item(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "step": self.step,
+            "skipped": self.skipped,
+            "elapsed": self.elapsed,
+            "total_steps": self.total_steps,
+            "torch_rng": torch.get_rng_state(),
+        }
+
+    def save_checkpoint(self, extra: dict | None = None) -> None:
+        state = self.state()
+        if extra:
+            state.update(extra)
+        save_atomic(state, self.run_dir / CHECKPOINT)
+
+    def load_state(self, ckpt: dict) -> None:
+        differ = Config.from_dict(ckpt["config"]).diff(self.cfg)
+        differ.pop("train.steps", None)
+        differ.pop("train.epochs", None)
+        if differ:
+            what = ", ".join(f"{k}: {a} -> {b}" for k, (a, b) in list(differ.items())[:4])
+            raise UserError(f"--resume: the run was made with another config ({what}); "
+                            f"resume without changing settings other than --steps/--epochs")
+        try:
+            self.model.load_state_dict(ckpt["model"])
+        except RuntimeError:
+            raise UserError("--resume: the checkpoint does not fit this model size") from None
+        with torch.no_grad():
+            self.weight.logit.copy_(ckpt["anomaly_logit"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.scheduler.load_state_dict(ckpt["scheduler"])
+        self.step = int(ckpt["step"])
+        self.skipped = int(ckpt.get("skipped", 0))
+        self.elapsed = float(ckpt.get("elapsed", 0.0))
+        torch.set_rng_state(ckpt["torch_rng"])
+
+    # ------------------------------------------------------------------ loop
+    def run(self, resume: bool = False) -> dict:
+        cfg = self.cfg
+        metrics_path = self.run_dir / "metrics.jsonl"
+        if resume:
+            self.load_state(load_checkpoint(self.run_dir))
+            _truncate_metrics(metrics_path, self.step)
+        else:
+            cfg.to_yaml(self.run_dir / "config.yaml")
+            metrics_path.write_text("")
+        interrupted = _InterruptFlag()
+        bar = tqdm(total=self.total_steps, initial=self.step, disable=not self.progress,
+                   desc="train", unit="step", dynamic_ncols=True)
+        t0 = time.perf_counter() - self.elapsed
+        try:
+            with open(metrics_path, "a") as log, interrupted:
+                while self.step < self.total_steps:
+                    parts = self.train_step(self.step)
+                    self.step += 1
+                    self.scheduler.step()
+                    self.elapsed = time.perf_counter() - t0
+                    if parts is None:
+                        self.skipped += 1
+                    if self.step % cfg.train.log_every == 0 or self.step == self.total_steps:
+                        row = {"step": self.step, "epoch": (self.step - 1) // self.batches_per_epoch,
+                               **(parts or {"skipped": 1}), "weight": self.weight().item(),
+                               "lr": self.optimizer.param_groups[0]["lr"], "seconds": round(self.elapsed, 3)}
+                        log.write(json.dumps(row) + "\n")
+                        log.flush()
+                        bar.set_postfix({k: f"{v:.4g}" for k, v in row.items()
+                                         if k in ("loss", "recon", "dist", "weight")})
+                    bar.update(1)
+                    epoch_end = self.step % self.batches_per_epoch == 0
+                    if self.step % cfg.train.checkpoint_every == 0 or epoch_end:
+                        self.save_checkpoint()
+                    if interrupted.hit:
+                        self.save_checkpoint()
+                        raise TrainingInterrupted(
+                            f"interrupted at step {self.step}; checkpoint saved: resume with --resume")
+        finally:
+            bar.close()
+        threshold = self.calibrate_threshold()
+        summary = {
+            "steps": self.step, "skipped_batches": self.skipped,
+            "epochs": self.step / self.batches_per_epoch, "minutes": round(self.elapsed / 60, 3),
+            "anomaly_weight": self.weight().item(), "threshold": threshold,
+            "training_windows": len(self.index), "version": __version__,
+        }
+        self.save_checkpoint({"threshold": threshold})
+        (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+        return summary
+
+    def calibrate_threshold(self, max_frames: int = 600) -> dict:
+        """Score up to ``max_frames`` normal training frames; the configured percentile of
+        their scores is the detection threshold stored with the model."""
+        sc = self.cfg.score
+        per_video = max(self.cfg.data.frames + 1, max_frames // max(len(self.data.frames), 1))
+        scores = []
+        for frames in self.data.frames:
+            s = score_video(self.model, np.asarray(frames[:per_video]), sc.patch, sc.shifted_grid, sc.batch_size)
+            scores.append(s[np.isfinite(s)])
+        values = np.concatenate(scores) if scores else np.zeros(0)
+        if values.size == 0:
+            return {"value": None, "percentile": sc.threshold_percentile, "frames": 0}
+        return {"value": float(np.percentile(values, sc.threshold_percentile)),
+                "percentile": sc.threshold_percentile, "frames": int(values.size),
+                "source": "training frames"}
+
+
+class _InterruptFlag:
+    """Turns SIGINT/SIGTERM into a flag checked after each step (then checkpoint and exit)."""
+
+    def __init__(self):
+        self.hit = False
+        self._old: dict = {}
+
+    def _handler(self, signum, frame):
+        if self.hit:  # a second Ctrl-C stops at once
+            raise KeyboardInterrupt
+        self.hit = True
+
+    def __enter__(self):
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                self._old[sig] = signal.signal(sig, self._handler)
+            except ValueError:  # not the main thread
+                pass
+        return self
+
+    def __exit__(self, *exc):
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+        return False
+
+
+def _truncate_metrics(path: Path, step: int) -> None:
+    """Drop metric lines written after the checkpoint's step (they will be written again)."""
+    if not path.exists():
+        return
+    keep = []
+    for line in path.read_text().splitlines():
+        try:
+            if json.loads(line)["step"] <= step:
+                keep.append(line)
+        except (ValueError, KeyError):
+            break
+    path.write_text("".join(l + "\n" for l in keep))

@@ -1,0 +1,282 @@
+"""The commands as plain functions: train, evaluate, demo. They compose the library
+modules (data -> tracks -> train -> score -> evaluate) and do the file I/O; ``cli.py``
+parses arguments and calls them."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from .config import Config
+from .data.frames import FrameSpec, FrameStore, default_cache_dir
+from .data.layouts import DatasetIndex, index_dataset
+from .data.tracks import Tracks, VideoTracks
+from .errors import UserError
+
+Log = Callable[[str], None]
+
+
+def _stderr(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------------- data
+def open_dataset(cfg: Config, root: str | Path) -> DatasetIndex:
+    root = Path(root)
+    if not root.exists():
+        raise UserError(f"data folder {root} does not exist (--data / ROOT)")
+    return index_dataset(root, cfg.data.dataset, cfg.data.scene)
+
+
+def open_frames(cfg: Config, index: DatasetIndex, split: str, progress: bool = True) -> FrameStore:
+    records = index.training if split == "training" else index.testing
+    if not records:
+        raise UserError(f"{index.root}: the {split} split has no videos")
+    return FrameStore(records, FrameSpec.from_config(cfg.data), cfg.data.cache_dir, progress=progress)
+
+
+def tracks_path(cfg: Config, index: DatasetIndex, split: str) -> Path:
+    """Where ``ddlvad track`` stores the tracks of one split of a dataset (cache directory)."""
+    from .data.frames import cache_key_for_root
+
+    return default_cache_dir(cfg.data.cache_dir) / "tracks" / f"{cache_key_for_root(index.root)}-{split}.npz"
+
+
+def training_tracks(cfg: Config, index: DatasetIndex, store: FrameStore, tracks_file: str | Path | None = None,
+                    log: Log = _stderr) -> list[VideoTracks | None]:
+    """The tracks the pseudo anomalies are pasted into, one per training video.
+
+    Looks in order at ``tracks_file`` (``--tracks``), the cache of ``ddlvad track``, and the
+    ground-truth ``training/tracks.npz`` that ``ddlvad synth`` writes; when none exists,
+    runs detection and tracking first and says so. ``data.masks=random`` needs none.
+    """
+    if cfg.ddl.mode == "recon" or cfg.data.masks == "random":
+        return [None] * len(store)
+    counts = {r.video_id: int(n) for r, n in zip(store.videos, store.lengths)}
+    candidates = [Path(tracks_file)] if tracks_file else [tracks_path(cfg, index, "training"),
+                                                          index.root / "training" / "tracks.npz"]
+    for path in candidates:
+        if path.is_file() or tracks_file:
+            tracks = Tracks.load(path)
+            tracks.check_against(counts, path)
+            log(f"tracks: {path} ({tracks.num_boxes()} boxes, {tracks.settings.get('source', tracks.settings.get('detector', '?'))})")
+            return [tracks.videos[r.video_id] for r in store.videos]
+    log("tracks: none found for the training videos; running detection and tracking first (ddlvad track)")
+    tracks = track_split(cfg, index, "training", store)
+    return [tracks.videos[r.video_id] for r in store.videos]
+
+
+def track_split(cfg: Config, index: DatasetIndex, split: str, store: FrameStore | None = None, **options) -> Tracks:
+    """Detect and track objects in one split at the source resolution; cache and return them."""
+    from .objects.tracking import track_records
+
+    records = index.training if split == "training" else index.testing
+    tracks = track_records(records, cfg.data.cache_dir, **options)
+    path = tracks_path(cfg, index, split)
+    tracks.save(path)
+    return tracks
+
+
+# ---------------------------------------------------------------------- train
+def train(cfg: Config, root: str | Path, out: str | Path, *, resume: bool = False, force: bool = False,
+          tracks_file: str | Path | None = None, progress: bool = True, log: Log = _stderr) -> dict:
+    from .train import Trainer, TrainingData, prepare_run_dir
+
+    out = Path(out)
+    if resume:
+        cfg = Config.from_yaml(out / "config.yaml").apply(_run_length(cfg))
+    cfg.validate()
+    prepare_run_dir(out, resume, force)
+    index = open_dataset(cfg, root)
+    store = open_frames(cfg, index, "training", progress)
+    tracks = training_tracks(cfg, index, store, tracks_file, log)
+    data = TrainingData(store.arrays, tracks, [r.video_id for r in store.videos])
+    trainer = Trainer(cfg, data, out, progress=progress)
+    log(f"training {cfg.model.arch} ({cfg.ddl.mode}) on {len(trainer.index)} windows of "
+        f"{len(store)} videos for {trainer.total_steps} steps -> {out}")
+    summary = trainer.run(resume=resume)
+    log(f"done: {summary['steps']} steps in {summary['minutes']:.1f} min, anomaly weight "
+        f"{summary['anomaly_weight']:.3f}")
+    return summary
+
+
+def _run_length(cfg: Config) -> dict:
+    return {"train.steps": cfg.train.steps, "train.epochs": cfg.train.epochs}
+
+
+# ---------------------------------------------------------------------- evaluate
+def score_store(model, cfg: Config, store: FrameStore, progress: bool = True) -> dict[str, np.ndarray]:
+    """Frame scores (NaN at the edges) of every video of a split."""
+    from tqdm import tqdm
+
+    from .score import score_video
+
+    _check_frames_fit(cfg, store)
+    out = {}
+    for record, frames in tqdm(list(zip(store.videos, store.arrays)), desc="scoring", unit="video",
+                               disable=not progress):
+        out[record.video_id] = score_video(model, frames, cfg.score.patch, cfg.score.shifted_grid,
+                                           cfg.score.batch_size)
+    return out
+
+
+def _check_frames_fit(cfg: Config, store: FrameStore) -> None:
+    spec = store.spec
+    if (spec.height, spec.width, spec.channels) != (cfg.data.height, cfg.data.width, cfg.data.channels):
+        raise UserError(f"the model was trained on {cfg.data.height}x{cfg.data.width}x{cfg.data.channels} "
+                        f"frames but the data is {spec.height}x{spec.width}x{spec.channels}")
+
+
+def evaluate(run: str | Path, root: str | Path, *, dataset: str | None = None, scene: str | None = None,
+             protocol: str = "paper", protocol_overrides: dict | None = None, out: str | Path | None = None,
+             cache_dir: str | None = None, plots: bool = True, progress: bool = True, log: Log = _stderr) -> dict:
+    """Score every test frame with the trained model of ``run`` and write the report files."""
+    from .checkpoint import load_model
+    from .evaluate import evaluate as compute, get_protocol
+
+    run = Path(run)
+    model, cfg, ckpt = load_model(run)
+    if dataset is not None:
+        cfg.data.dataset = dataset
+    if scene is not None:
+        cfg.data.scene = scene
+    if cache_dir is not None:
+        cfg.data.cache_dir = cache_dir
+    proto = get_protocol(protocol, patch=cfg.score.patch, shifted_grid=cfg.score.shifted_grid,
+                         **(protocol_overrides or {}))
+    index = open_dataset(cfg, root)
+    store = open_frames(cfg, index, "testing", progress)
+    t0 = time.perf_counter()
+    scores = score_store(model, cfg, store, progress)
+    seconds = time.perf_counter() - t0
+    labels = {r.video_id: r.labels for r in store.videos}
+    videos = {vid: (scores[vid], labels[vid]) for vid in scores}
+    report = compute(videos, proto)
+    report.update({
+        "run": str(run), "data": str(Path(root)), "dataset": index.dataset, "scene": cfg.data.scene,
+        "model": {"arch": cfg.model.arch, "mode": cfg.ddl.mode, "latent": cfg.model.latent,
+                  "frames": cfg.data.frames, "size": [cfg.data.height, cfg.data.width],
+                  "channels": cfg.data.channels, "steps": ckpt.get("step"),
+                  "anomaly_weight": ckpt.get("anomaly_weight")},
+        "scoring_seconds": round(seconds, 2),
+        "scoring_fps": round(sum(len(a) for a in store.arrays) / max(seconds, 1e-9), 1),
+    })
+    if not report.get("labels_available"):
+        log("note: the test split has no labels; scores are written but no AUC can be computed")
+    out = Path(out) if out else run / "eval"
+    write_evaluation(out, report, videos, proto, plots=plots)
+    return report
+
+
+def write_evaluation(out: Path, report: dict, videos: dict, proto, plots: bool = True) -> None:
+    """report.json, scores.csv, plots/*.png and report.html in ``out``."""
+    from .evaluate import normalise, smooth
+
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"cannot write to {out} ({exc.strerror}); choose another --out") from None
+    _write_text(out / "report.json", json.dumps(report, indent=2))
+    rows = []
+    for vid, (scores, labels) in videos.items():
+        ok = np.isfinite(scores)
+        smoothed = np.full_like(scores, np.nan)
+        if ok.any():
+            smoothed[ok] = normalise(smooth(scores[ok], proto), proto)
+        for i, s in enumerate(scores):
+            rows.append([vid, i, "" if np.isnan(s) else f"{s:.6g}",
+                         "" if np.isnan(smoothed[i]) else f"{smoothed[i]:.6g}",
+                         "" if labels is None else int(labels[i])])
+    tmp = out / "scores.csv.tmp"
+    with open(tmp, "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["video", "frame", "score", "smoothed", "label"])
+        writer.writerows(rows)
+    tmp.replace(out / "scores.csv")
+    if plots:
+        write_plots(out, report, videos, proto)
+
+
+def write_plots(out: Path, report: dict, videos: dict, proto) -> None:
+    from .evaluate import normalise, pooled, smooth
+    from .plots import roc_figure, save_figure, score_figure
+    from .report_html import render_report
+
+    images: dict[str, Path] = {}
+    (out / "plots").mkdir(exist_ok=True)
+    for vid, (scores, labels) in videos.items():
+        ok = np.isfinite(scores)
+        sm = np.full_like(scores, np.nan)
+        if ok.any():
+            sm[ok] = normalise(smooth(scores[ok], proto), proto)
+        fig = score_figure(vid, scores, sm, labels)
+        images[vid] = save_figure(fig, out / "plots" / f"video_{_safe(vid)}.png")
+    pool = pooled(videos, proto)
+    if report.get("auc_micro") is not None:
+        images["roc"] = save_figure(roc_figure(pool.scores, pool.labels, report["auc_micro"]), out / "plots" / "roc.png")
+    html = render_report(report, images, title=f"ddlvad evaluation: {report.get('run', '')}")
+    _write_text(out / "report.html", html)
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in name)
+
+
+def _write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+def print_summary(report: dict, stream=sys.stdout) -> None:
+    def pct(x):
+        return "  -  " if x is None else f"{100 * x:6.2f}"
+
+    p = report.get("protocol", {})
+    print(f"protocol {p.get('name')}: smoothing={p.get('smoothing')} window={p.get('window')} "
+          f"normalise={p.get('normalise')} edge={p.get('edge_frames')}", file=stream)
+    print(f"{'video':>10} {'frames':>7} {'abnormal':>9} {'AUC %':>7}", file=stream)
+    for vid, v in report.get("videos", {}).items():
+        print(f"{vid:>10} {v['frames']:>7} {str(v.get('abnormal')):>9} {pct(v.get('auc')):>7}", file=stream)
+    print(f"AUC micro {pct(report.get('auc_micro'))} | macro {pct(report.get('auc_macro'))} | "
+          f"EER {pct(report.get('eer'))} | AP {pct(report.get('ap'))} | "
+          f"{report.get('frames_scored')} frames scored", file=stream)
+
+
+# ---------------------------------------------------------------------- demo
+def demo(out: str | Path = "ddlvad-demo", *, seed: int = 0, force: bool = False, steps: int | None = None,
+         progress: bool = True, log: Log = _stderr) -> dict:
+    """Synthesise a scene, track its objects, train the ``cpu`` preset, evaluate; report.json."""
+    from .data.synthetic import synthesize
+
+    out = Path(out)
+    data = out / "scene"
+    run = out / "run"
+    t0 = time.perf_counter()
+    if (run / "checkpoint.pt").exists() and not force:
+        raise UserError(f"{out} already holds a demo: pass --force to run it again or choose another --out")
+    if not (data / "scene.json").exists() or force:
+        log(f"demo: synthesising a surveillance scene in {data}")
+        synthesize(data, seed=seed)
+    cfg = Config.preset("cpu")
+    cfg.train.seed = seed
+    cfg.data.cache_dir = str(out / "cache")
+    cfg.train.steps = steps if steps is not None else DEMO_STEPS
+    train(cfg, data, run, force=True, progress=progress, log=log)
+    report = evaluate(run, data, out=out / "eval", cache_dir=cfg.data.cache_dir, progress=progress, log=log)
+    minutes = (time.perf_counter() - t0) / 60
+    result = {"auc_micro": report["auc_micro"], "auc_macro": report["auc_macro"],
+              "protocol": report["protocol"], "frames_scored": report["frames_scored"],
+              "minutes": round(minutes, 2), "run": str(run), "evaluation": str(out / "eval")}
+    _write_text(out / "report.json", json.dumps(result, indent=2))
+    return result
+
+
+DEMO_STEPS = 400
+"""Training steps of ``ddlvad demo`` (cpu preset); sized so the demo ends within 10 minutes on 2 cores."""

@@ -70,7 +70,8 @@ class Protocol:
             raise UserError(
                 f"protocol normalise={self.normalise!r}: choose one of {', '.join(NORMALISATIONS)}"
             )
-        if isinstance(self.window, bool) or not isinstance(self.window, numbers.Integral) or self.window < 1 or self.window % 2 == 0:
+        w = self.window
+        if isinstance(w, bool) or not isinstance(w, numbers.Integral) or w < 1 or w % 2 == 0:
             raise UserError(f"protocol window={self.window!r}: the median window must be an odd integer >= 1")
         if not (isinstance(self.sigma, numbers.Real) and math.isfinite(self.sigma) and self.sigma > 0):
             raise UserError(f"protocol sigma={self.sigma!r}: the gaussian sigma must be a positive number of frames")

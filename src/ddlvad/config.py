@@ -13,7 +13,7 @@ import dataclasses
 import difflib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, get_type_hints
+from typing import Any, get_args, get_type_hints
 
 import yaml
 
@@ -316,27 +316,23 @@ def _choice(flag: str, value: str, options: tuple[str, ...]) -> None:
 
 def _coerce(key: str, value: Any, hint: Any) -> Any:
     """Parse ``value`` (often a string from the command line) to the field's type."""
+    args = [a for a in get_args(hint) if a is not type(None)]
+    optional = type(None) in get_args(hint)
+    base = args[0] if args else hint
     text = value if isinstance(value, str) else None
-    optional = "None" in str(hint)
-    if text is not None and optional and text.lower() in ("none", "null", ""):
+    if optional and (value is None or (text is not None and text.lower() in ("none", "null", ""))):
         return None
-    if value is None:
-        if optional:
-            return None
-        raise UserError(f"{key}: a value is required")
-    base = str(hint).replace(" | None", "").replace("typing.Optional[", "").rstrip("]")
     try:
-        if base in ("int", "<class 'int'>"):
-            if isinstance(value, float) and not value.is_integer():
+        if isinstance(value, bool) and base is not bool:
+            raise ValueError
+        if base is int:
+            number = float(value) if text is not None else value
+            if float(number) != int(number):
                 raise ValueError
-            if isinstance(value, bool):
-                raise ValueError
-            return int(float(value)) if isinstance(value, str) and "e" in value.lower() else int(value)
-        if base in ("float", "<class 'float'>"):
-            if isinstance(value, bool):
-                raise ValueError
+            return int(number)
+        if base is float:
             return float(value)
-        if base in ("bool", "<class 'bool'>"):
+        if base is bool:
             if isinstance(value, bool):
                 return value
             if text is not None and text.lower() in ("true", "yes", "1", "on"):
@@ -344,6 +340,8 @@ def _coerce(key: str, value: Any, hint: Any) -> Any:
             if text is not None and text.lower() in ("false", "no", "0", "off"):
                 return False
             raise ValueError
+        if value is None:
+            raise ValueError
         return str(value)
-    except (TypeError, ValueError):
-        raise UserError(f"{key}={value!r}: expected {base}") from None
+    except (TypeError, ValueError, OverflowError):
+        raise UserError(f"{key}={value!r}: expected {getattr(base, '__name__', base)}") from None

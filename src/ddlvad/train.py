@@ -12,6 +12,7 @@ import math
 import shutil
 import signal
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -208,7 +209,9 @@ class Trainer:
                 while self.step < self.total_steps:
                     parts = self.train_step(self.step)
                     self.step += 1
-                    self.scheduler.step()
+                    with warnings.catch_warnings():  # a skipped batch steps the schedule without an update
+                        warnings.simplefilter("ignore", UserWarning)
+                        self.scheduler.step()
                     self.elapsed = time.perf_counter() - t0
                     if parts is None:
                         self.skipped += 1

@@ -1,0 +1,53 @@
+"""Config: presets, overrides, YAML round trip, and one-line errors naming the flag."""
+
+import pytest
+
+from ddlvad import Config, UserError
+
+
+def test_paper_preset_is_the_reference_setting():
+    c = Config.preset("paper")
+    assert (c.model.latent, c.data.height, c.data.width, c.data.channels, c.data.frames) == (512, 256, 256, 3, 3)
+    assert (c.train.lr, c.train.lr_drop_at, c.train.lr_gamma, c.train.batch_size, c.train.epochs) == (1e-2, 0.8, 0.5, 10, 10)
+    assert (c.ddl.lam, c.ddl.eps, c.ddl.init_logit, c.ddl.loss_form, c.ddl.mode) == (0.01, 1e-6, 0.0, "pixel", "ddl")
+    assert c.model.block == "reference" and c.score.patch == 16 and c.score.shifted_grid
+
+
+def test_presets_validate_and_are_fresh_copies():
+    for name in ("tiny", "cpu", "paper"):
+        Config.preset(name).validate()
+    a = Config.preset("cpu")
+    a.train.lr = 5.0
+    assert Config.preset("cpu").train.lr != 5.0
+
+
+def test_yaml_round_trip(tmp_path):
+    c = Config.preset("cpu").override(["train.steps=50", "data.scene=01", "score.shifted_grid=false"])
+    c.to_yaml(tmp_path / "c.yaml")
+    assert Config.from_yaml(tmp_path / "c.yaml") == c
+
+
+@pytest.mark.parametrize("item,match", [
+    ("train.lrr=1", "did you mean train.lr"),
+    ("nosection.x=1", "unknown config key"),
+    ("train.epochs=abc", "expected int"),
+    ("train.lr", "section.field=value"),
+])
+def test_bad_overrides(item, match):
+    with pytest.raises(UserError, match=match):
+        Config.preset("tiny").override([item])
+
+
+@pytest.mark.parametrize("sets,match", [
+    ({"data.frames": 4}, "odd"), ({"data.frames": 0}, "odd"), ({"data.height": 40}, "multiple of 16"),
+    ({"train.epochs": -1}, "epochs"), ({"train.batch_size": 0}, "batch_size"), ({"ddl.mode": "x"}, "ddl.mode"),
+    ({"model.arch": "unet"}, "data.frames=1"),
+])
+def test_invalid_values_name_the_flag(sets, match):
+    with pytest.raises(UserError, match=match):
+        Config.preset("tiny").apply(sets).validate()
+
+
+def test_unknown_preset():
+    with pytest.raises(UserError, match="unknown preset"):
+        Config.preset("huge")

@@ -1,0 +1,81 @@
+"""Models: sizes of the paper preset, shapes, gradients, and the fast paths' equivalence."""
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from ddlvad import Config, UserError, build_model
+from ddlvad.models import C3DSU, UNet, count_parameters
+from ddlvad.score import score_video, score_video_naive
+
+
+def paper(arch: str) -> Config:
+    cfg = Config.preset("paper")
+    cfg.model.arch = arch
+    if arch == "unet":
+        cfg.data.frames = 1
+    return cfg
+
+
+def test_paper_preset_parameter_counts():
+    # METHOD.md section 3: about 99.0 M (C3DSU) and 89.6 M (UNet) at L=512, C=3, T=3.
+    assert count_parameters(build_model(paper("c3dsu"))) == pytest.approx(99.0e6, rel=1e-3)
+    assert count_parameters(build_model(paper("unet"))) == pytest.approx(89.6e6, rel=1e-3)
+
+
+def test_paper_text_block_is_smaller_and_runs():
+    cfg = Config.preset("tiny")
+    cfg.model.block = "paper"
+    model = build_model(cfg)
+    ref = build_model(Config.preset("tiny"))
+    assert count_parameters(model) < count_parameters(ref)
+    assert model.encoder.blocks[0].branches[0].kernel_size == (3, 3)
+    assert len(model.encoder.blocks[0].branches) == 4
+    out = model(torch.rand(2, 1, 3, 32, 48))
+    assert out.shape == (2, 1, 32, 48)
+
+
+@pytest.mark.parametrize("arch,frames", [("c3dsu", 3), ("c3dsu", 5), ("unet", 1)])
+def test_output_shape_range_and_every_parameter_gets_a_gradient(arch, frames):
+    torch.manual_seed(0)
+    cfg = Config.preset("tiny")
+    cfg.model.arch, cfg.data.frames, cfg.data.channels = arch, frames, 3
+    model = build_model(cfg)
+    out = model(torch.rand(2, 3, frames, 32, 48))
+    assert out.shape == (2, 3, 32, 48)
+    assert torch.isfinite(out).all() and out.min() >= 0 and out.max() <= 1
+    out.mean().backward()
+    missing = [n for n, p in model.named_parameters() if p.grad is None or not torch.any(p.grad != 0)]
+    assert missing == []
+
+
+@pytest.mark.parametrize("h,w", [(40, 48), (32, 50), (8, 16)])
+def test_frame_size_not_divisible_by_16_is_a_clear_error(h, w):
+    cfg = Config.preset("tiny")
+    cfg.data.height, cfg.data.width = h, w
+    with pytest.raises(UserError, match="multiple of 16"):
+        build_model(cfg)
+
+
+def test_middle_slice_conv3d_equals_same_padded_conv3d():
+    # C3DSU computes only the middle time slice of the paper's 'same'-padded Conv3d.
+    torch.manual_seed(0)
+    model = C3DSU(channels=1, latent=16, frames=3).eval()
+    x = torch.rand(2, 1, 3, 32, 32)
+    feats = [f.reshape(2, 3, *f.shape[1:]).transpose(1, 2) for f in model.encode_frames(x.transpose(1, 2).reshape(6, 1, 32, 32))]
+    for conv, f in zip(model.temporal, feats):
+        naive = F.conv3d(f, conv.weight, conv.bias, padding=(1, 1, 1))[:, :, 1]
+        assert torch.allclose(conv(f).squeeze(2), naive, atol=1e-5)
+
+
+@pytest.mark.parametrize("arch,frames", [("c3dsu", 3), ("unet", 1)])
+def test_encoder_reuse_scoring_equals_window_by_window(arch, frames):
+    torch.manual_seed(0)
+    model = C3DSU(1, 16, 3) if arch == "c3dsu" else UNet(1, 16)
+    frames_u8 = np.random.default_rng(0).integers(0, 256, (11, 32, 48, 1), dtype=np.uint8)
+    fast = score_video(model, frames_u8, patch=8, batch_size=4)
+    naive = score_video_naive(model, frames_u8, patch=8, batch_size=3)
+    h = frames // 2
+    assert np.isnan(fast[:h]).all() and np.isnan(fast[len(fast) - h:]).all()
+    np.testing.assert_allclose(fast[h:len(fast) - h], naive[h:len(fast) - h], rtol=1e-5, atol=1e-6)

@@ -1,0 +1,115 @@
+"""The training loop on in-memory frames: files, determinism, exact resume, modes."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from ddlvad import Config, UserError
+from ddlvad.checkpoint import load_checkpoint
+from ddlvad.data.tracks import VideoTracks
+from ddlvad.train import Trainer, TrainingData, prepare_run_dir
+
+
+def tiny_data(videos=2, frames=14):
+    rng = np.random.default_rng(0)
+    arrays = [rng.integers(0, 255, (frames, 32, 48, 1), dtype=np.uint8) for _ in range(videos)]
+    rows = np.array([[f, 7, 0.1, 0.2, 0.5, 0.7, 1.0] for f in range(frames)], float)
+    tracks = [VideoTracks(frames, rows) for _ in range(videos)]
+    return TrainingData(arrays, tracks, [f"{i:02d}" for i in range(videos)])
+
+
+def tiny_cfg(**sets):
+    cfg = Config.preset("tiny")
+    cfg.apply(sets)
+    return cfg
+
+
+def states_equal(a, b):
+    return all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_tiny_run_writes_its_files(tmp_path):
+    summary = Trainer(tiny_cfg(), tiny_data(), tmp_path, progress=False).run()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.pt", "config.yaml", "metrics.jsonl", "summary.json"]
+    lines = [json.loads(l) for l in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [l["step"] for l in lines] == list(range(1, 7))
+    assert all({"loss", "recon", "dist", "weight", "lr"} <= set(l) for l in lines)
+    ckpt = load_checkpoint(tmp_path)
+    assert ckpt["step"] == 6 and "anomaly_logit" in ckpt and ckpt["threshold"]["value"] > 0
+    assert ckpt["anomaly_logit"].item() != 0.0  # l moved: it is trained in ddl mode
+    assert Config.from_yaml(tmp_path / "config.yaml") == tiny_cfg()
+    assert summary["steps"] == 6
+
+
+def test_same_seed_same_run_and_other_seed_differs(tmp_path):
+    a = Trainer(tiny_cfg(), tiny_data(), tmp_path / "a", progress=False)
+    b = Trainer(tiny_cfg(), tiny_data(), tmp_path / "b", progress=False)
+    c = Trainer(tiny_cfg(**{"train.seed": 1}), tiny_data(), tmp_path / "c", progress=False)
+    for t in (a, b, c):
+        (tmp_path / t.run_dir.name).mkdir()
+        t.run()
+    assert states_equal(a.model.state_dict(), b.model.state_dict())
+    assert a.weight.logit.item() == b.weight.logit.item()
+    assert not states_equal(a.model.state_dict(), c.model.state_dict())
+
+
+def test_resumed_run_ends_bit_for_bit_like_an_uninterrupted_one(tmp_path):
+    full = Trainer(tiny_cfg(), tiny_data(), tmp_path / "full", progress=False)
+    (tmp_path / "full").mkdir()
+    full.run()
+    # Interrupted run: 3 steps, checkpoint, then a fresh process-like Trainer resumes.
+    part_dir = tmp_path / "part"
+    part_dir.mkdir()
+    part = Trainer(tiny_cfg(), tiny_data(), part_dir, progress=False)
+    tiny_cfg().to_yaml(part_dir / "config.yaml")
+    (part_dir / "metrics.jsonl").write_text("")
+    for step in range(3):
+        part.train_step(step)
+        part.step += 1
+        part.scheduler.step()
+    part.save_checkpoint()
+    torch.manual_seed(1234)  # a new process has another global RNG state
+    resumed = Trainer(tiny_cfg(), tiny_data(), part_dir, progress=False)
+    resumed.run(resume=True)
+    assert states_equal(full.model.state_dict(), resumed.model.state_dict())
+    assert full.weight.logit.item() == resumed.weight.logit.item()
+
+
+@pytest.mark.parametrize("mode", ["recon", "sdl", "ddl"])
+def test_modes(tmp_path, mode):
+    t = Trainer(tiny_cfg(**{"ddl.mode": mode}), tiny_data(), tmp_path, progress=False)
+    t.run()
+    lines = [json.loads(l) for l in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    if mode == "recon":
+        assert all("dist" not in l for l in lines)
+    else:
+        assert all("dist" in l for l in lines)
+    if mode == "ddl":
+        assert t.weight.logit.item() != 0.0
+    else:
+        assert t.weight.logit.item() == 0.0 and lines[-1]["weight"] == 0.5
+
+
+def test_batch_without_masked_pixels_is_skipped(tmp_path):
+    data = tiny_data()
+    data = TrainingData(data.frames, [None, None], data.video_ids)
+    t = Trainer(tiny_cfg(), data, tmp_path, progress=False)
+    summary = t.run()
+    assert summary["skipped_batches"] == 6
+    recon = Trainer(tiny_cfg(**{"ddl.mode": "ddl", "data.masks": "random"}), data, tmp_path / "r", progress=False)
+    (tmp_path / "r").mkdir()
+    assert recon.run()["skipped_batches"] == 0
+
+
+def test_run_dir_with_another_run_is_refused_unless_forced(tmp_path):
+    Trainer(tiny_cfg(), tiny_data(), tmp_path, progress=False).run()
+    before = (tmp_path / "checkpoint.pt").read_bytes()
+    with pytest.raises(UserError, match="--force"):
+        prepare_run_dir(tmp_path, resume=False, force=False)
+    assert (tmp_path / "checkpoint.pt").read_bytes() == before
+    prepare_run_dir(tmp_path, resume=False, force=True)
+    assert not (tmp_path / "checkpoint.pt").exists()
+    with pytest.raises(UserError, match="--resume"):
+        prepare_run_dir(tmp_path / "new", resume=True, force=False)

@@ -191,3 +191,20 @@ def test_unwritable_cache_dir(data_tiny, tmp_path):
     record = index_dataset(data_tiny["folder_frames"].root).training[0]
     with pytest.raises(UserError, match="cache-dir"):
         cached_frames(record, SPEC, cache_dir=blocker)
+
+
+# ================================================================ real data
+def test_real_data_cached_equals_decoded(data_shared, data_cache):
+    """One real clip per source kind: ped2 JPEG frames and an Avenue XviD .avi."""
+    records = []
+    if (data_shared / "ped2").is_dir():
+        records.append(index_dataset(data_shared / "ped2", splits=("testing",)).testing[8])  # 120 frames
+    if (data_shared / "avenue-sample").is_dir():
+        records.append(index_dataset(data_shared / "avenue-sample", splits=("testing",)).testing[0])  # 08
+    if not records:
+        pytest.skip("no real videos in the shared data")
+    spec = FrameSpec(32, 48, 1)
+    for record in records:
+        fresh = decode_video(record, spec)  # also checks the label length against the decoded count
+        assert len(fresh) == len(record.labels)
+        np.testing.assert_array_equal(cached_frames(record, spec), fresh)

@@ -104,6 +104,17 @@ def test_ped1_ped2_told_apart_by_frame_size(tmp_path, size, expected):
     assert detect_dataset(root) == expected
 
 
+def test_folder_with_labels_wins_over_ped2_frame_size(tmp_path):
+    root = tmp_path / "data"
+    for split in ("training", "testing"):
+        write_frames(root / split / "frames" / "01", noise(2, 0, h=240, w=360))
+    (root / "testing" / "labels").mkdir()
+    np.save(root / "testing" / "labels" / "01.npy", binary(0, 1))
+    index = index_dataset(root)
+    assert index.dataset == "folder"
+    np.testing.assert_array_equal(index.testing[0].labels, binary(0, 1))
+
+
 def test_ped_told_apart_by_root_name(tmp_path):
     root = tmp_path / "UCSD_ped1_frames"
     for split in ("training", "testing"):

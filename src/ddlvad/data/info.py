@@ -15,9 +15,9 @@ def summary(index: DatasetIndex, frame_counts: Mapping[tuple[str, str], int] | N
     """Counts of videos, frames and abnormal frames, scenes and source frame size.
 
     Frames of a frame folder are counted as its image files. For a video file the count is
-    ``frame_counts[(split, video_id)]`` when given (e.g. ``FrameStore.lengths``, exact),
-    else the length of its labels when known, else the header's ``CAP_PROP_FRAME_COUNT``
-    (a hint that can be off for damaged files); nothing is decoded.
+    ``frame_counts[(split, video_id)]`` when given (e.g. from ``FrameStore.lengths``, exact),
+    else the header's ``CAP_PROP_FRAME_COUNT`` (a hint that can be off for damaged files);
+    nothing is decoded.
     ``testing.abnormal_frames`` sums the labels of the testing videos that have them, and
     is None when none has. ``frame_size`` is ``[height, width]`` of the first source frame
     (training first, else testing), before any resizing.
@@ -29,8 +29,6 @@ def summary(index: DatasetIndex, frame_counts: Mapping[tuple[str, str], int] | N
             return int(counts[(record.split, record.video_id)])
         if record.frame_files is not None:
             return len(record.frame_files)
-        if record.labels is not None:
-            return len(record.labels)
         return _header_frame_count(record)
 
     labelled = [r.labels for r in index.testing if r.labels is not None]

@@ -24,10 +24,13 @@ Supported layouts (``DatasetIndex.layout``), detected by :func:`detect_dataset`:
     ``frames/`` or ``videos/``; optional labels ``ROOT/testing/labels/<video>.npy|.txt``.
 
 Telling ped1 from ped2 in the ``frames`` layout (first rule that decides wins):
-1. a label file named ``ped1*``/``UCSDped1*`` or ``ped2*``/``UCSDped2*`` in ROOT or ROOT/labels;
-2. ``ped1`` or ``ped2`` in the root folder's name (case-insensitive);
-3. the size of the first test (else training) frame: 238x158 -> ped1, 360x240 -> ped2.
-If none decides (and there is no ``avenue.mat``), the root is the generic ``folder`` layout.
+1. a label file named ``ped1*``/``UCSDped1*`` or ``ped2*``/``UCSDped2*`` in ROOT or ROOT/labels
+   decides ped1/ped2;
+2. else ``avenue.mat`` in ROOT or ROOT/labels makes it ``avenue-frames``;
+3. else a ``testing/labels`` folder makes it the generic ``folder`` layout;
+4. else ``ped1`` or ``ped2`` in the root folder's name (case-insensitive) decides;
+5. else the size of the first test (else training) frame: 238x158 -> ped1, 360x240 -> ped2;
+6. else it is the generic ``folder`` layout.
 
 Only the videos present are indexed; labels of absent videos are ignored. Label arrays of
 frame folders are checked against the number of frame files here; those of video files
@@ -109,19 +112,23 @@ def detect_dataset(root: str | Path) -> str:
 
 def _detect(root: Path) -> tuple[str, str]:
     """``(dataset, layout)`` of an existing root."""
-    if _ucsd_folder(root) is not None:
-        return _ucsd_folder(root)[1], "ucsd-release"  # type: ignore[index]
+    ucsd = _ucsd_folder(root)
+    if ucsd is not None:
+        return ucsd[1], "ucsd-release"
     if (root / "training_videos").is_dir() or (root / "testing_videos").is_dir():
         return "avenue", "avenue-release"
     if (root / "testing" / "test_frame_mask").is_dir():
         return "shanghaitech", "shanghaitech"
     if (root / "training" / "frames").is_dir() or (root / "testing" / "frames").is_dir():
-        ped = _ped_variant(root)
+        ped = _ped_label_variant(root)
         if ped is not None:
             return ped, "frames"
         if _find_file(root, ["avenue.mat"]) is not None:
             return "avenue", "avenue-frames"
-        return "folder", "folder"
+        if (root / "testing" / "labels").is_dir():
+            return "folder", "folder"
+        ped = _ped_name_or_size_variant(root)
+        return (ped, "frames") if ped is not None else ("folder", "folder")
     if any(_split_has_videos(root / split) for split in SPLITS):
         return "folder", "folder"
     raise UserError(f"no dataset recognised in {root}: expected UCSDped1/UCSDped2 folders, Avenue's "
@@ -138,14 +145,19 @@ def _ucsd_folder(root: Path) -> tuple[Path, str] | None:
     return None
 
 
-def _ped_variant(root: Path) -> str | None:
-    """``ped1``/``ped2`` for a frames-layout root, by label-file name, root name, frame size."""
+def _ped_label_variant(root: Path) -> str | None:
+    """``ped1``/``ped2`` from the name of a label file in ROOT or ROOT/labels."""
     for folder in (root, root / "labels"):
         if folder.is_dir():
             for path in folder.iterdir():
                 m = re.match(r"(?:ucsd)?ped([12])", path.name, re.IGNORECASE)
                 if m and path.suffix.lower() in (".mat", ".m", ".npz"):
                     return f"ped{m.group(1)}"
+    return None
+
+
+def _ped_name_or_size_variant(root: Path) -> str | None:
+    """``ped1``/``ped2`` from the root folder's name, else from the first frame's size."""
     m = re.search(r"ped([12])", root.name, re.IGNORECASE)
     if m:
         return f"ped{m.group(1)}"

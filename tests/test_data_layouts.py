@@ -132,6 +132,20 @@ def test_ped1_told_apart_by_label_file_name(tmp_path):
     np.testing.assert_array_equal(index.testing[0].labels, binary(0, 0, 1))
 
 
+def test_ped_frames_with_npz_labels_only(data_tiny, tmp_path):
+    root = tmp_path / "data"
+    shutil.copytree(data_tiny["ped_frames"].root, root)
+    (root / "labels" / "ped2.mat").unlink()
+    np.savez(root / "labels" / "ped2_frame_labels.npz", **data_tiny["ped_frames"].labels)
+    index = index_dataset(root)
+    assert (index.dataset, index.layout) == ("ped2", "frames")
+    for r in index.testing:
+        np.testing.assert_array_equal(r.labels, data_tiny["ped_frames"].labels[r.video_id])
+    (root / "labels" / "ped2_frame_labels.npz").write_bytes(b"PK broken")
+    with pytest.raises(UserError, match="ped2_frame_labels.npz"):
+        index_dataset(root)
+
+
 # ================================================================ label parsers
 def test_parse_ucsd_m_ranges(tmp_path):
     path = tmp_path / "UCSDped1.m"

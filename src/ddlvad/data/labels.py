@@ -10,6 +10,7 @@ into arrays. Any file that cannot be parsed raises :class:`UserError` naming it.
 from __future__ import annotations
 
 import re
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -98,7 +99,7 @@ def load_npz_labels(path: str | Path) -> dict[str, np.ndarray]:
     try:
         with np.load(path, allow_pickle=False) as data:
             return {key: _as_binary(path, data[key], key) for key in data.files}
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, zipfile.BadZipFile) as exc:
         raise UserError(f"cannot read label file {path}: {exc}") from None
 
 

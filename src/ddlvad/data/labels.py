@@ -1,0 +1,201 @@
+"""Parse the official ground-truth files into per-frame 0/1 arrays.
+
+Every function returns labels as ``np.ndarray`` of ``uint8`` with one value per frame,
+0 (normal) or 1 (abnormal), indexed from frame 0. Range-style sources (UCSD's ``.m`` and
+``ped2.mat``) are returned as 1-based inclusive ``(first, last)`` ranges, because their
+length is only known once the frames are counted: :func:`ranges_to_labels` turns them
+into arrays. Any file that cannot be parsed raises :class:`UserError` naming it.
+"""
+
+from __future__ import annotations
+
+import re
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import UserError
+
+Ranges = list[tuple[int, int]]
+"""1-based inclusive ``(first, last)`` frame ranges of one video (MATLAB convention)."""
+
+_M_LINE = re.compile(r"gt_frame\s*=\s*\[([^\]]*)\]")
+_M_ITEM = re.compile(r"^(\d+)(?::(\d+))?$")
+
+
+def parse_ucsd_m(path: str | Path) -> list[Ranges]:
+    """Read UCSD's ``UCSDped1.m``/``UCSDped2.m``: one list of ranges per test video.
+
+    Each line ``TestVideoFile{end+1}.gt_frame = [61:180];`` (or ``[1:10, 20:30]``, or a lone
+    frame ``[7]``) adds one video, in order: entry 0 is ``Test001``.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(errors="replace")
+    except OSError as exc:
+        raise UserError(f"cannot read label file {path}: {exc.strerror}") from None
+    videos: list[Ranges] = []
+    for lineno, line in enumerate(text.splitlines(), 1):
+        line = line.split("%", 1)[0]  # MATLAB comment
+        match = _M_LINE.search(line)
+        if not match:
+            continue
+        ranges: Ranges = []
+        body = re.sub(r"\s*:\s*", ":", match.group(1).strip())
+        for item in filter(None, re.split(r"[,;\s]+", body)):
+            m = _M_ITEM.match(item)
+            if not m:
+                raise UserError(f"label file {path} line {lineno}: cannot parse frame range {item!r} "
+                                f"(expected first:last, 1-based)")
+            first = int(m.group(1))
+            last = int(m.group(2)) if m.group(2) else first
+            ranges.append(_checked_range(path, first, last))
+        videos.append(ranges)
+    if not videos:
+        raise UserError(f"label file {path} holds no 'TestVideoFile{{end+1}}.gt_frame = [a:b];' lines: "
+                        f"is it UCSD's ground-truth .m file?")
+    return videos
+
+
+def load_ped_mat(path: str | Path) -> list[Ranges]:
+    """Read ``ped1.mat``/``ped2.mat`` (variable ``gt``: a 1xN cell of 2xK arrays, one column
+    ``[first; last]`` per abnormal range, 1-based) into one list of ranges per test video."""
+    mat = _loadmat(path)
+    if "gt" not in mat:
+        raise UserError(f"label file {path} has no variable 'gt' (found {_keys(mat)}): "
+                        f"expected the ped1.mat/ped2.mat of the UCSD frame layout")
+    cells = np.asarray(mat["gt"]).ravel()
+    videos: list[Ranges] = []
+    for index, cell in enumerate(cells):
+        arr = np.asarray(cell)
+        if arr.size == 0:
+            videos.append([])
+            continue
+        if arr.ndim != 2 or arr.shape[0] != 2:
+            raise UserError(f"label file {path}: gt{{{index + 1}}} has shape {arr.shape}, expected 2xK "
+                            f"[first; last] ranges")
+        videos.append([_checked_range(path, int(a), int(b)) for a, b in arr.T])
+    return videos
+
+
+def ranges_to_labels(ranges: Ranges, length: int, where: str) -> np.ndarray:
+    """Turn 1-based inclusive ranges into a 0-based ``uint8`` array of ``length`` frames.
+
+    ``where`` names the video in the error raised when a range runs past the last frame.
+    """
+    labels = np.zeros(length, dtype=np.uint8)
+    for first, last in ranges:
+        if last > length:
+            raise UserError(f"labels of {where} mark frames {first}:{last} but the video has "
+                            f"{length} frames: the label file does not match these frames")
+        labels[first - 1:last] = 1
+    return labels
+
+
+def load_npz_labels(path: str | Path) -> dict[str, np.ndarray]:
+    """Read an ``.npz`` of per-frame arrays keyed by video id (``ped2_frame_labels.npz``)."""
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return {key: _as_binary(path, data[key], key) for key in data.files}
+    except (OSError, ValueError, zipfile.BadZipFile) as exc:
+        raise UserError(f"cannot read label file {path}: {exc}") from None
+
+
+def load_avenue_mask(path: str | Path) -> np.ndarray:
+    """Frame labels from one Avenue ``N_label.mat``: variable ``volLabel``, a 1xN cell of
+    HxW pixel masks; a frame is abnormal (1) when its mask has any pixel set."""
+    mat = _loadmat(path)
+    if "volLabel" not in mat:
+        raise UserError(f"label file {path} has no variable 'volLabel' (found {_keys(mat)}): "
+                        f"expected Avenue's testing_label_mask/N_label.mat")
+    cells = np.asarray(mat["volLabel"]).ravel()
+    return np.array([np.any(np.asarray(mask)) for mask in cells], dtype=np.uint8)
+
+
+def load_avenue_masks(folder: str | Path, video_ids: list[str] | None = None) -> dict[str, np.ndarray]:
+    """Frame labels of every ``N_label.mat`` in ``folder``, keyed ``"01"``, ``"02"``, ...
+
+    ``video_ids`` restricts reading to those videos (each file takes about a second to read).
+    """
+    folder = Path(folder)
+    files = {f"{int(m.group(1)):02d}": p for p in folder.glob("*_label.mat")
+             if (m := re.fullmatch(r"(\d+)_label\.mat", p.name))}
+    if not files:
+        raise UserError(f"no N_label.mat files in {folder}: expected Avenue's testing_label_mask folder")
+    wanted = sorted(files) if video_ids is None else [v for v in video_ids if v in files]
+    return {video: load_avenue_mask(files[video]) for video in wanted}
+
+
+def load_avenue_mat(path: str | Path) -> dict[str, np.ndarray]:
+    """Read ``avenue.mat``: one 1xN 0/1 vector per test video, keys ``"01"`` .. ``"21"``."""
+    mat = _loadmat(path)
+    out = {key: _as_binary(path, value, key) for key, value in mat.items() if not key.startswith("__")}
+    if not out:
+        raise UserError(f"label file {path} holds no per-video label vectors (keys '01', '02', ...)")
+    return out
+
+
+def load_label_file(path: str | Path) -> np.ndarray:
+    """Read one video's labels from ``.npy`` (any integer/bool array) or ``.txt`` (0/1 values
+    separated by whitespace or newlines)."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".npy":
+            values = np.load(path, allow_pickle=False)
+        elif suffix == ".txt":
+            values = np.array(path.read_text().split(), dtype=np.float64)
+        else:
+            raise UserError(f"label file {path}: unsupported extension {suffix!r}, use .npy or .txt")
+    except (OSError, ValueError) as exc:
+        raise UserError(f"cannot parse label file {path}: {exc} (expected one 0/1 value per frame)") from None
+    return _as_binary(path, values)
+
+
+def load_label_folder(folder: str | Path) -> dict[str, np.ndarray]:
+    """Labels of every ``<video>.npy``/``<video>.txt`` in ``folder``, keyed by file stem
+    (ShanghaiTech's ``test_frame_mask``, the folder layout's ``testing/labels``)."""
+    folder = Path(folder)
+    out: dict[str, np.ndarray] = {}
+    for path in sorted(folder.iterdir()):
+        if path.suffix.lower() in (".npy", ".txt") and not path.name.startswith("."):
+            out[path.stem] = load_label_file(path)
+    return out
+
+
+# ---------------------------------------------------------------- helpers
+def _checked_range(path: Path | str, first: int, last: int) -> tuple[int, int]:
+    if first < 1 or last < first:
+        raise UserError(f"label file {path}: invalid frame range {first}:{last} (1-based, first <= last)")
+    return first, last
+
+
+def _as_binary(path: Path | str, values: np.ndarray, key: str | None = None) -> np.ndarray:
+    """Flatten to 1-D ``uint8`` and insist on values in {0, 1}."""
+    where = f"{path}" + (f" [{key}]" if key else "")
+    arr = np.asarray(values)
+    if arr.dtype.kind not in "biuf" or (arr.ndim > 1 and sorted(arr.shape)[-2] != 1):
+        raise UserError(f"label file {where}: expected a vector of 0/1 per frame, got "
+                        f"{arr.dtype} array of shape {arr.shape}")
+    arr = arr.ravel()
+    if arr.size and not np.isin(arr, (0, 1)).all():
+        raise UserError(f"label file {where}: values must be 0 or 1, found {np.unique(arr)[:5].tolist()}")
+    return arr.astype(np.uint8)
+
+
+def _loadmat(path: str | Path) -> dict:
+    from scipy.io import loadmat  # scipy is slow to import; only label parsing needs it
+
+    path = Path(path)
+    try:
+        return loadmat(str(path))
+    except FileNotFoundError:
+        raise UserError(f"label file {path} not found") from None
+    except Exception as exc:  # scipy raises ValueError/TypeError/MatReadError on bad files
+        raise UserError(f"cannot parse MATLAB label file {path}: {exc}") from None
+
+
+def _keys(mat: dict) -> str:
+    return ", ".join(k for k in mat if not k.startswith("__")) or "nothing"

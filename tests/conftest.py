@@ -1,0 +1,42 @@
+"""Shared fixtures. Data fixtures (prefix ``data_``) write tiny datasets in each real on-disk
+layout (see data_tiny.py) or point at the real data in ../shared/data."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from data_tiny import MAKERS, TinyDataset
+
+
+@pytest.fixture(scope="session")
+def data_tiny(tmp_path_factory) -> dict[str, TinyDataset]:
+    """Every tiny dataset, written once per session. Tests must not modify them (copy first)."""
+    base = tmp_path_factory.mktemp("datasets")
+    out = {}
+    for name, make in MAKERS.items():
+        root = base / name
+        root.mkdir()
+        out[name] = make(root)
+    return out
+
+
+@pytest.fixture(scope="session")
+def data_shared() -> Path:
+    """The read-only real data folder (``$DDLVAD_SHARED_DATA`` or ``../shared/data`` beside the
+    checkout); tests using it are skipped when it is absent."""
+    env = os.environ.get("DDLVAD_SHARED_DATA")
+    path = Path(env) if env else Path(__file__).resolve().parents[2] / "shared" / "data"
+    if not path.is_dir():
+        pytest.skip(f"real data not found at {path} (set DDLVAD_SHARED_DATA)")
+    return path
+
+
+@pytest.fixture
+def data_cache(tmp_path, monkeypatch) -> Path:
+    """A private frame cache for one test (also exported as DDLVAD_CACHE)."""
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("DDLVAD_CACHE", str(cache))
+    return cache

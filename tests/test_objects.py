@@ -178,3 +178,85 @@ def test_tracks_file_round_trip(tmp_path, scene_tracks):
     assert back.settings == scene_tracks.settings
     np.testing.assert_array_equal(back.videos["s"].rows, scene_tracks.videos["s"].rows)
     assert back.videos["s"].num_frames == N
+
+
+# ---------------------------------------------------------------- ONNX detector
+def _constant_model(path, output: np.ndarray, size: int = 64) -> str:
+    """A tiny ONNX model: input 'images' (1, 3, size, size), output the fixed ``output``."""
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper, numpy_helper
+
+    const = helper.make_node("Constant", [], ["out"], value=numpy_helper.from_array(output.astype(np.float32)))
+    graph = helper.make_graph(
+        [const], "fixed",
+        [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, size, size])],
+        [helper.make_tensor_value_info("out", TensorProto.FLOAT, list(output.shape))])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return str(path)
+
+
+# Frame 32x48 letterboxed into 64x64: scale 4/3, resized 43x64, padding left 0, top 10.
+# The frame box (6, 4, 18, 20) is (8, 15.33, 24, 36.67) in input pixels.
+FRAME_BOX = np.array([6.0, 4.0, 18.0, 20.0])
+
+
+def _to_input(box):
+    return box * 4 / 3 + [0, 10, 0, 10]
+
+
+def test_onnx_raw_yolo_output_letterbox_class_filter_and_nms(tmp_path):
+    pytest.importorskip("onnxruntime")
+    from ddlvad.objects.onnx_detector import OnnxDetector
+
+    x1, y1, x2, y2 = _to_input(FRAME_BOX)
+    cx, cy, w, h = (x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1
+    # (1, 4 + nc, N) with nc = 2 classes and N = 4 anchors
+    anchors = [  # cx, cy, w, h, score class 0, score class 1
+        (cx, cy, w, h, 0.9, 0.0),        # the person: kept
+        (cx + 1, cy, w, h, 0.8, 0.0),    # duplicate of it: removed by NMS
+        (cx, cy, w, h, 0.0, 0.95),       # class 1: not in classes=(0,)
+        (40, 40, 10, 10, 0.1, 0.0),      # below score_threshold
+    ]
+    raw = np.array(anchors, np.float32).T[None]  # (1, 6, 4)
+    det = OnnxDetector(_constant_model(tmp_path / "raw.onnx", raw), input_size=64)
+    frames = np.zeros((2, 32, 48, 3), np.uint8)
+    out = det.detect_video(frames)
+    assert len(out) == 2 and out[0].shape == (1, 5)
+    np.testing.assert_allclose(out[0][0, :4], FRAME_BOX, atol=1e-3)
+    assert out[0][0, 4] == pytest.approx(0.9)
+    both = OnnxDetector(det.path, classes=None, input_size=64).detect_video(frames[:1])[0]
+    assert len(both) == 2  # class 1 box kept when classes=None (same box, other class: no NMS)
+
+
+def test_onnx_post_nms_output_and_grey_frames(tmp_path):
+    pytest.importorskip("onnxruntime")
+    from ddlvad.objects.onnx_detector import OnnxDetector
+
+    post = np.array([[*_to_input(FRAME_BOX), 0.7, 0], [*_to_input(FRAME_BOX), 0.9, 2],
+                     [0, 0, 5, 5, 0.2, 0]], np.float32)[None]  # (1, 3, 6)
+    det = OnnxDetector(_constant_model(tmp_path / "post.onnx", post), input_size=64)
+    out = det.detect_video(np.zeros((1, 32, 48), np.uint8))[0]  # grey input is accepted
+    assert out.shape == (1, 5)
+    np.testing.assert_allclose(out[0], [*FRAME_BOX, 0.7], atol=1e-3)
+    assert det.settings()["params"]["classes"] == (0,)
+
+
+def test_onnx_errors(tmp_path, monkeypatch):
+    from ddlvad.objects.onnx_detector import OnnxDetector
+
+    with pytest.raises(UserError, match="not found"):
+        OnnxDetector(tmp_path / "missing.onnx")
+    junk = tmp_path / "junk.onnx"
+    junk.write_bytes(b"this is not a protobuf")
+    with monkeypatch.context() as m:
+        m.setitem(__import__("sys").modules, "onnxruntime", None)  # as if not installed
+        with pytest.raises(UserError, match=r"pip install ddlvad\[onnx\]"):
+            OnnxDetector(junk)
+    pytest.importorskip("onnxruntime")
+    with pytest.raises(UserError, match="could not be loaded"):
+        OnnxDetector(junk)
+    bad = OnnxDetector(_constant_model(tmp_path / "bad.onnx", np.zeros((1, 7), np.float32)), input_size=64)
+    with pytest.raises(UserError, match=r"output shape \(1, 7\).*\(1, 4\+nc, N\)"):
+        bad.detect_video(np.zeros((1, 32, 48, 3), np.uint8))

@@ -260,3 +260,69 @@ def test_onnx_errors(tmp_path, monkeypatch):
     bad = OnnxDetector(_constant_model(tmp_path / "bad.onnx", np.zeros((1, 7), np.float32)), input_size=64)
     with pytest.raises(UserError, match=r"output shape \(1, 7\).*\(1, 4\+nc, N\)"):
         bad.detect_video(np.zeros((1, 32, 48, 3), np.uint8))
+
+
+# ---------------------------------------------------------------- reference JSON
+def test_reference_json_zero_and_one_based(tmp_path):
+    from ddlvad.objects.reference_json import import_reference_json
+
+    data = {  # video 01: files 000..002 (0-based); video 02: files 001..004 (1-based)
+        "/home/x/ped2/training/frames/01/000.jpg": {"3": [0.1, 0.2, 0.3, 0.4]},
+        "/home/x/ped2/training/frames/01/001.jpg": {"3": [0.11, 0.2, 0.31, 0.4], "7": [0.5, 0.5, 0.6, 0.7]},
+        "/home/x/ped2/training/frames/01/002.jpg": {},
+        "/home/x/ped2/training/frames/02/001.jpg": [[0.1, 0.1, 0.2, 0.2], [0.3, 0.3, 0.4, 0.4]],
+        "/home/x/ped2/training/frames/02/004.jpg": [[0.1, 0.1, 0.2, 0.2]],
+    }
+    path = tmp_path / "ref.json"
+    path.write_text(json.dumps(data))
+    tracks = import_reference_json(path, {"01": 3, "02": 4, "03": 5})
+    v1, v2 = tracks.videos["01"], tracks.videos["02"]
+    assert v1.tracks_at(0).keys() == {3} and v1.tracks_at(1).keys() == {3, 7} and not v1.tracks_at(2)
+    np.testing.assert_allclose(v1.tracks_at(1)[7], [0.5, 0.5, 0.6, 0.7])
+    assert v2.tracks_at(0).keys() == {0, 1} and v2.tracks_at(3).keys() == {0}  # 001 -> 0, 004 -> 3
+    assert tracks.settings["index_base"] == {"01": 0, "02": 1}
+    assert tracks.settings["videos_without_boxes"] == ["03"] and tracks.videos["03"].num_frames == 5
+    back = Tracks.load(tracks.save(tmp_path / "t.npz"))
+    np.testing.assert_array_equal(back.videos["02"].rows, v2.rows)
+
+
+def test_reference_json_errors(tmp_path):
+    from ddlvad.objects.reference_json import import_reference_json
+
+    path = tmp_path / "ref.json"
+    path.write_text(json.dumps({"/a/frames/09/000.jpg": {}, "/a/frames/10/000.jpg": {}}))
+    with pytest.raises(UserError, match="09, 10 are not in the dataset"):
+        import_reference_json(path, {"01": 3})
+    path.write_text(json.dumps({"/a/frames/01/000.jpg": {}, "/a/frames/01/007.jpg": {"1": [0, 0, .1, .1]}}))
+    with pytest.raises(UserError, match="number 7 is outside its 3 frames"):
+        import_reference_json(path, {"01": 3})
+    path.write_text(json.dumps({"/a/frames/01/000.jpg": {"1": [10, 20, 30, 40]}}))
+    with pytest.raises(UserError, match="in pixels"):
+        import_reference_json(path, {"01": 3})
+    path.write_text("{not json")
+    with pytest.raises(UserError, match="unreadable"):
+        import_reference_json(path, {"01": 3})
+    with pytest.raises(UserError, match="not found"):
+        import_reference_json(tmp_path / "none.json", {"01": 3})
+
+
+# ---------------------------------------------------------------- preview
+def test_preview_mp4_and_png(tmp_path, scene, scene_tracks):
+    from ddlvad.objects.preview import draw_tracks, montage, write_preview
+
+    frames, _ = scene
+    vt = scene_tracks.videos["s"]
+    drawn = draw_tracks(frames[10], vt.tracks_at(10))
+    assert drawn.shape == frames[10].shape and not np.array_equal(drawn, frames[10])
+    assert np.array_equal(drawn, draw_tracks(frames[10], vt.rows[vt.rows[:, 0] == 10]))  # rows or dict
+    assert montage([frames[0]] * 3, columns=2).shape == (2 * H, 2 * W, 3)
+
+    mp4 = write_preview(frames, vt, tmp_path / "p.mp4")
+    cap = cv2.VideoCapture(str(mp4))
+    count = 0
+    while cap.read()[0]:
+        count += 1
+    cap.release()
+    assert count == len(frames)
+    png = write_preview(frames, vt, tmp_path / "p.png")
+    assert cv2.imread(str(png)).shape == (2 * H, 2 * W, 3)

@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 import pytest
 
-from ddlvad.data.tracks import Tracks, VideoTracks
+from ddlvad.data.tracks import Tracks
 from ddlvad.errors import UserError
 from ddlvad.objects.motion import MotionDetector, MotionParams
 from ddlvad.objects.tracking import track_dataset, track_video

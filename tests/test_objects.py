@@ -121,6 +121,23 @@ def test_motion_detector_empty_video_gives_no_boxes():
     assert sum(len(d) for d in MotionDetector().detect_video(still)) == 0
 
 
+def test_motion_params_are_frame_relative(scene):
+    """Sizes are fractions of the frame: the same scene at twice the resolution is tracked
+    as well, with the same normalised boxes (to about a pixel of the small frame)."""
+    frames, truth = scene
+    big = np.stack([cv2.resize(f, (2 * W, 2 * H), interpolation=cv2.INTER_NEAREST) for f in frames])
+    small_rows = track_video(MotionDetector().detect_video(frames), (H, W))
+    big_rows = track_video(MotionDetector().detect_video(big), (2 * H, 2 * W))
+    assert mot_scores(big_rows, truth)["recall"] >= MIN_RECALL
+    assert len(big_rows) == len(small_rows)
+    assert np.abs(big_rows[:, 2:6] - small_rows[:, 2:6]).max() <= 1.5 / H
+
+
+def test_motion_params_validation():
+    with pytest.raises(ValueError, match="min_area"):
+        MotionParams(min_area=0.5, max_area=0.1)
+
+
 def test_default_pipeline_recall_precision_idf1(scene, scene_tracks):
     _, truth = scene
     s = mot_scores(scene_tracks.videos["s"].rows, truth)

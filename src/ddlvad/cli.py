@@ -113,6 +113,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-plots", action="store_true")
     p.add_argument("--quiet", action="store_true")
 
+    p = sub.add_parser("track", help="detect and track objects: the boxes pseudo anomalies are pasted into")
+    p.add_argument("root", help="dataset root folder")
+    p.add_argument("--dataset")
+    p.add_argument("--scene")
+    p.add_argument("--split", choices=("training", "testing", "all"), default="training")
+    p.add_argument("--detector", default="motion", help="motion (default, offline) or onnx:PATH (YOLO-style export)")
+    p.add_argument("--classes", default="0", help="class ids kept by an ONNX detector, comma-separated (default: 0, person)")
+    p.add_argument("--score-threshold", type=float, default=0.3, help="ONNX detector score threshold")
+    p.add_argument("--tracker", choices=("ocsort", "bytetrack"), default="ocsort")
+    p.add_argument("--import-json", metavar="FILE", help="import the reference code's tracked-box JSON instead of detecting")
+    p.add_argument("--cache-dir")
+    p.add_argument("--preview", metavar="DIR", help="write a montage of frames with boxes and ids per video")
+    p.add_argument("--quiet", action="store_true")
+
     p = sub.add_parser("data", help="inspect datasets")
     dsub = p.add_subparsers(dest="data_command", required=True, parser_class=_Parser)
     q = dsub.add_parser("info", help="layout, videos, frames, scenes and abnormal frames of ROOT")
@@ -167,6 +181,8 @@ def run_command(args: argparse.Namespace) -> int:
                                    cache_dir=args.cache_dir, plots=not args.no_plots, progress=not args.quiet)
         workflow.print_summary(report)
         return 0
+    if args.command == "track":
+        return _track(args)
     if args.command == "data":
         from .data.info import summary
         from .data.layouts import index_dataset
@@ -183,6 +199,39 @@ def run_command(args: argparse.Namespace) -> int:
         print(build_config(args, "cpu").to_yaml(), end="")
         return 0
     raise AssertionError(args.command)
+
+
+def _track(args: argparse.Namespace) -> int:
+    from . import workflow
+    from .data.layouts import index_dataset
+
+    if not Path(args.root).exists():
+        raise UserError(f"data folder {args.root} does not exist")
+    try:
+        classes = tuple(int(c) for c in args.classes.split(",") if c.strip())
+    except ValueError:
+        raise UserError(f"--classes {args.classes!r}: give class ids like 0 or 0,2") from None
+    index = index_dataset(args.root, args.dataset, args.scene)
+    splits = ("training", "testing") if args.split == "all" else (args.split,)
+    for split in splits:
+        if args.import_json:
+            from .data.frames import FrameSpec, FrameStore
+            from .objects import import_reference_json
+
+            store = FrameStore(index.split(split), workflow.detection_spec(index, split, False), args.cache_dir)
+            counts = {r.video_id: int(n) for r, n in zip(store.videos, store.lengths)}
+            tracks = import_reference_json(args.import_json, counts)
+            tracks.settings.update({"split": split, "dataset": index.dataset})
+            path = tracks.save(workflow.tracks_path(index, split, args.cache_dir))
+            print(f"imported {tracks.num_boxes()} boxes for {len(counts)} {split} videos -> {path}")
+        else:
+            tracks, path = workflow.track_split(index, split, args.cache_dir, detector=args.detector,
+                                                tracker=args.tracker, classes=classes,
+                                                score_threshold=args.score_threshold, progress=not args.quiet)
+        if args.preview:
+            written = workflow.preview_tracks(index, split, tracks, args.preview, args.cache_dir)
+            print(f"previews: {len(written)} images in {args.preview}")
+    return 0
 
 
 def _print_info(info: dict) -> None:

@@ -36,7 +36,7 @@ def patch_scores(error: torch.Tensor, patch: int = 16, shifted_grid: bool = True
 
 def to_tensor(frames: np.ndarray) -> torch.Tensor:
     """uint8 ``(N, H, W, C)`` -> float ``(N, C, H, W)`` in [0, 1]."""
-    return torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float().div_(255.0)
+    return torch.from_numpy(np.array(frames)).permute(0, 3, 1, 2).float().div_(255.0)  # copy: memmaps are read-only
 
 
 @torch.inference_mode()

@@ -5,6 +5,7 @@ parses arguments and calls them."""
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import sys
 import time
@@ -41,46 +42,120 @@ def open_frames(cfg: Config, index: DatasetIndex, split: str, progress: bool = T
     return FrameStore(records, FrameSpec.from_config(cfg.data), cfg.data.cache_dir, progress=progress)
 
 
-def tracks_path(cfg: Config, index: DatasetIndex, split: str) -> Path:
-    """Where ``ddlvad track`` stores the tracks of one split of a dataset (cache directory)."""
-    from .data.frames import cache_key_for_root
+def tracks_path(index: DatasetIndex, split: str, cache_dir: str | Path | None) -> Path:
+    """Where ``ddlvad track`` keeps the tracks of one split: the cache directory, keyed by the
+    dataset folder, layout, scene and split (never inside the dataset, which may be read-only)."""
+    root = str(Path(index.root).resolve())
+    key = hashlib.sha1(root.encode()).hexdigest()[:12]
+    scene = "-".join(sorted({r.scene for r in index.split(split) if r.scene})) or "all"
+    return default_cache_dir(cache_dir) / "tracks" / f"{Path(root).name}-{key}-{index.dataset}-{scene}-{split}.npz"
 
-    return default_cache_dir(cfg.data.cache_dir) / "tracks" / f"{cache_key_for_root(index.root)}-{split}.npz"
+
+DETECTION_LONG_SIDE = 360
+"""Frames are detected at most this many pixels on their long side (Ped2's own size)."""
+
+
+def detection_spec(index: DatasetIndex, split: str, colour: bool) -> FrameSpec:
+    from .data.info import first_frame_size
+
+    h, w = first_frame_size(index.split(split)[0])
+    scale = min(1.0, DETECTION_LONG_SIDE / max(h, w))
+    return FrameSpec(max(2, round(h * scale / 2) * 2), max(2, round(w * scale / 2) * 2), 3 if colour else 1)
+
+
+def make_detector(name: str, classes: tuple[int, ...] = (0,), score_threshold: float = 0.3):
+    """``motion`` (default, offline) or ``onnx:PATH`` (a YOLO-style ONNX export)."""
+    from .objects import MotionDetector
+
+    if name == "motion":
+        return MotionDetector()
+    if name.startswith("onnx:"):
+        from .objects.onnx_detector import OnnxDetector
+
+        return OnnxDetector(name[5:], classes=classes, score_threshold=score_threshold)
+    raise UserError(f"--detector {name!r}: use 'motion' or 'onnx:PATH/TO/model.onnx'")
+
+
+def track_split(index: DatasetIndex, split: str, cache_dir: str | Path | None = None, *, detector: str = "motion",
+                tracker: str = "ocsort", classes: tuple[int, ...] = (0,), score_threshold: float = 0.3,
+                progress: bool = True, log: Log = _stderr) -> tuple[Tracks, Path]:
+    """Detect and track objects in every video of one split; save to the cache; return them."""
+    from .objects import track_dataset
+
+    records = index.split(split)
+    if not records:
+        raise UserError(f"{index.root}: the {split} split has no videos to track")
+    det = make_detector(detector, classes, score_threshold)
+    spec = detection_spec(index, split, colour=detector != "motion")
+    store = FrameStore(records, spec, cache_dir, progress=progress)
+    # the cache holds RGB; detectors take frames as OpenCV reads them (BGR)
+    videos = {r.video_id: (a if spec.channels == 1 else a[..., ::-1]) for r, a in zip(store.videos, store.arrays)}
+    t0 = time.perf_counter()
+    tracks = track_dataset(videos, det, tracker, progress=progress)
+    seconds = time.perf_counter() - t0
+    tracks.settings.update({"split": split, "dataset": index.dataset, "detection_size": [spec.height, spec.width],
+                            "seconds": round(seconds, 2)})
+    path = tracks.save(tracks_path(index, split, cache_dir))
+    frames = int(store.lengths.sum())
+    log(f"tracks: {tracks.num_boxes()} boxes in {frames} {split} frames ({frames / max(seconds, 1e-9):.0f} frames/s) -> {path}")
+    return tracks, path
+
+
+def preview_tracks(index: DatasetIndex, split: str, tracks: Tracks, out: str | Path,
+                   cache_dir: str | Path | None = None, max_videos: int = 12, frames_per_video: int = 4) -> list[Path]:
+    """A PNG montage per video (evenly spaced frames with boxes and track ids) in ``out``."""
+    import cv2
+
+    from .objects import draw_tracks, montage
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    spec = detection_spec(index, split, colour=True)
+    written = []
+    for record in index.split(split)[:max_videos]:
+        frames = FrameStore([record], spec, cache_dir).arrays[0]
+        vt = tracks.videos.get(record.video_id)
+        picks = np.linspace(0, len(frames) - 1, frames_per_video).round().astype(int)
+        tiles = [draw_tracks(np.ascontiguousarray(frames[i][..., ::-1]),  # RGB -> BGR
+                            vt.tracks_at(int(i)) if vt else {}) for i in picks]
+        path = out / f"{split}_{_safe(record.video_id)}.png"
+        cv2.imwrite(str(path), montage(tiles))
+        written.append(path)
+    return written
 
 
 def training_tracks(cfg: Config, index: DatasetIndex, store: FrameStore, tracks_file: str | Path | None = None,
-                    log: Log = _stderr) -> list[VideoTracks | None]:
+                    progress: bool = True, log: Log = _stderr) -> list[VideoTracks | None]:
     """The tracks the pseudo anomalies are pasted into, one per training video.
 
     Looks in order at ``tracks_file`` (``--tracks``), the cache of ``ddlvad track``, and the
-    ground-truth ``training/tracks.npz`` that ``ddlvad synth`` writes; when none exists,
-    runs detection and tracking first and says so. ``data.masks=random`` needs none.
+    ground-truth ``training/tracks.npz`` that ``ddlvad synth`` writes; when none fits, runs
+    detection and tracking first and says so. ``recon`` mode and ``data.masks=random`` need none.
     """
     if cfg.ddl.mode == "recon" or cfg.data.masks == "random":
         return [None] * len(store)
     counts = {r.video_id: int(n) for r, n in zip(store.videos, store.lengths)}
-    candidates = [Path(tracks_file)] if tracks_file else [tracks_path(cfg, index, "training"),
-                                                          index.root / "training" / "tracks.npz"]
-    for path in candidates:
-        if path.is_file() or tracks_file:
-            tracks = Tracks.load(path)
-            tracks.check_against(counts, path)
-            log(f"tracks: {path} ({tracks.num_boxes()} boxes, {tracks.settings.get('source', tracks.settings.get('detector', '?'))})")
-            return [tracks.videos[r.video_id] for r in store.videos]
-    log("tracks: none found for the training videos; running detection and tracking first (ddlvad track)")
-    tracks = track_split(cfg, index, "training", store)
+    if tracks_file:
+        tracks = Tracks.load(tracks_file)
+        tracks.check_against(counts, f"--tracks {tracks_file}")
+    else:
+        tracks = None
+        for path in (tracks_path(index, "training", cfg.data.cache_dir), index.root / "training" / "tracks.npz"):
+            if path.is_file():
+                candidate = Tracks.load(path)
+                try:
+                    candidate.check_against(counts, path)
+                except UserError as exc:
+                    log(f"tracks: ignoring {path}: {exc}")
+                    continue
+                tracks, tracks_file = candidate, path
+                break
+        if tracks is None:
+            log("tracks: none found for the training videos; running detection and tracking first (ddlvad track)")
+            tracks, tracks_file = track_split(index, "training", cfg.data.cache_dir, progress=progress, log=log)
+    source = tracks.settings.get("source") or tracks.settings.get("detector", {}).get("name", "?")
+    log(f"tracks: {tracks_file} ({tracks.num_boxes()} boxes; {source})")
     return [tracks.videos[r.video_id] for r in store.videos]
-
-
-def track_split(cfg: Config, index: DatasetIndex, split: str, store: FrameStore | None = None, **options) -> Tracks:
-    """Detect and track objects in one split at the source resolution; cache and return them."""
-    from .objects.tracking import track_records
-
-    records = index.training if split == "training" else index.testing
-    tracks = track_records(records, cfg.data.cache_dir, **options)
-    path = tracks_path(cfg, index, split)
-    tracks.save(path)
-    return tracks
 
 
 # ---------------------------------------------------------------------- train
@@ -95,7 +170,7 @@ def train(cfg: Config, root: str | Path, out: str | Path, *, resume: bool = Fals
     prepare_run_dir(out, resume, force)
     index = open_dataset(cfg, root)
     store = open_frames(cfg, index, "training", progress)
-    tracks = training_tracks(cfg, index, store, tracks_file, log)
+    tracks = training_tracks(cfg, index, store, tracks_file, progress, log)
     data = TrainingData(store.arrays, tracks, [r.video_id for r in store.videos])
     trainer = Trainer(cfg, data, out, progress=progress)
     log(f"training {cfg.model.arch} ({cfg.ddl.mode}) on {len(trainer.index)} windows of "
@@ -267,6 +342,8 @@ def demo(out: str | Path = "ddlvad-demo", *, seed: int = 0, force: bool = False,
     cfg = Config.preset("cpu")
     cfg.train.seed = seed
     cfg.data.cache_dir = str(out / "cache")
+    log("demo: detecting and tracking the training objects (motion detector + OC-SORT)")
+    track_split(open_dataset(cfg, data), "training", cfg.data.cache_dir, progress=progress, log=log)
     cfg.train.steps = steps if steps is not None else DEMO_STEPS
     train(cfg, data, run, force=True, progress=progress, log=log)
     report = evaluate(run, data, out=out / "eval", cache_dir=cfg.data.cache_dir, progress=progress, log=log)

@@ -40,3 +40,14 @@ def data_cache(tmp_path, monkeypatch) -> Path:
     cache = tmp_path / "cache"
     monkeypatch.setenv("DDLVAD_CACHE", str(cache))
     return cache
+
+
+@pytest.fixture(scope="session")
+def scene(tmp_path_factory) -> Path:
+    """A small synthetic scene in the ``folder`` layout (2 training, 3 testing videos of
+    36 frames: normal, cyclist, vehicle), written once per session; do not modify."""
+    from ddlvad.data.synthetic import SceneSpec, synthesize
+
+    root = tmp_path_factory.mktemp("scene") / "scene"
+    synthesize(root, seed=3, spec=SceneSpec(train_videos=2, test_videos=3, frames=36))
+    return root

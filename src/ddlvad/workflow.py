@@ -309,7 +309,8 @@ def _write_text(path: Path, text: str) -> None:
     tmp.replace(path)
 
 
-def print_summary(report: dict, stream=sys.stdout) -> None:
+def print_summary(report: dict, stream=None) -> None:
+    stream = stream or sys.stdout
     def pct(x):
         return "  -  " if x is None else f"{100 * x:6.2f}"
 

@@ -1,0 +1,113 @@
+"""The command line end to end on a tiny synthetic scene, and its one-line errors."""
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ddlvad.cli import main
+
+
+def run_cli(capsys, *args):
+    code = main([str(a) for a in args])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, scene):
+    """track -> train (tiny) on the synthetic scene; returns (run, cache)."""
+    base = tmp_path_factory.mktemp("cli")
+    cache, run = base / "cache", base / "run"
+    assert main(["track", str(scene), "--cache-dir", str(cache), "--quiet"]) == 0
+    assert main(["train", "--data", str(scene), "--preset", "tiny", "--out", str(run),
+                 "--cache-dir", str(cache), "--quiet"]) == 0
+    return run, cache
+
+
+def test_train_writes_exactly_its_files(trained):
+    run, _ = trained
+    assert sorted(p.name for p in run.iterdir()) == ["checkpoint.pt", "config.yaml", "metrics.jsonl", "summary.json"]
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["steps"] == 6 and 0 < summary["anomaly_weight"] < 1
+    assert summary["threshold"]["value"] > 0
+
+
+def test_evaluate_writes_every_promised_file(trained, scene, capsys):
+    run, cache = trained
+    code, out, err = run_cli(capsys, "evaluate", run, "--data", scene, "--cache-dir", cache, "--quiet")
+    assert code == 0, err
+    ev = run / "eval"
+    assert {p.name for p in ev.iterdir()} == {"report.json", "scores.csv", "plots", "report.html"}
+    assert {p.name for p in (ev / "plots").iterdir()} == {"roc.png", "video_01.png", "video_02.png", "video_03.png"}
+    report = json.loads((ev / "report.json").read_text())
+    for key in ("auc_micro", "auc_macro", "eer", "ap", "frames_scored", "videos", "protocol"):
+        assert key in report
+    assert report["protocol"]["window"] == 17 and report["protocol"]["smoothing"] == "median"
+    assert report["protocol"]["patch"] == 8  # the tiny preset's patch, recorded
+    assert report["frames_scored"] == 3 * (36 - 2)
+    rows = list(csv.DictReader(open(ev / "scores.csv")))
+    assert len(rows) == 3 * 36 and set(rows[0]) == {"video", "frame", "score", "smoothed", "label"}
+    assert rows[0]["score"] == "" and rows[1]["score"] != ""  # edge frame without a score
+    assert "AUC micro" in out
+
+
+def test_raw_protocol_and_gaussian_switch(trained, scene, capsys, tmp_path):
+    run, cache = trained
+    code, _, err = run_cli(capsys, "evaluate", run, "--data", scene, "--cache-dir", cache, "--quiet",
+                           "--protocol", "raw", "--normalise", "minmax", "--out", tmp_path / "e", "--no-plots")
+    assert code == 0, err
+    report = json.loads((tmp_path / "e" / "report.json").read_text())
+    assert report["protocol"]["smoothing"] == "none" and report["protocol"]["normalise"] == "minmax"
+
+
+def test_data_info_json(scene, capsys):
+    code, out, _ = run_cli(capsys, "data", "info", scene, "--json")
+    info = json.loads(out)
+    assert code == 0 and info["dataset"] == "folder"
+    assert info["training"] == {"videos": 2, "frames": 72}
+    assert info["testing"]["videos"] == 3 and info["testing"]["frames"] == 108
+    assert info["testing"]["abnormal_frames"] == sum(int(np.load(p).sum()) for p in (scene / "testing" / "labels").glob("*.npy"))
+
+
+def test_config_show_round_trips(capsys, tmp_path):
+    code, out, _ = run_cli(capsys, "config", "--preset", "paper", "--mode", "sdl")
+    assert code == 0
+    (tmp_path / "c.yaml").write_text(out)
+    from ddlvad import Config
+
+    cfg = Config.from_yaml(tmp_path / "c.yaml")
+    assert cfg.ddl.mode == "sdl" and cfg.model.latent == 512
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["train", "--data", "{scene}", "--preset", "huge"], "--preset"),
+    (["train", "--data", "{scene}", "--set", "train.lrr=1"], "train.lr"),
+    (["train", "--data", "{scene}", "--frames", "4"], "odd"),
+    (["train", "--data", "{scene}", "--frames", "0"], "odd"),
+    (["train", "--data", "{scene}", "--set", "data.height=40"], "multiple of 16"),
+    (["train", "--data", "{scene}", "--epochs", "-1"], "epochs"),
+    (["train", "--data", "{scene}", "--batch-size", "0"], "batch_size"),
+    (["train", "--data", "/nonexistent/x", "--preset", "tiny", "--out", "{tmp}/r"], "/nonexistent/x"),
+    (["train", "--data", "{scene}", "--dataset", "ucf", "--preset", "tiny", "--out", "{tmp}/r"], "ucf"),
+    (["evaluate", "{tmp}", "--data", "{scene}"], "checkpoint"),
+    (["data", "info", "/nonexistent/y"], "/nonexistent/y"),
+    (["frobnicate"], "invalid choice"),
+])
+def test_bad_input_is_one_line_and_exit_2(args, needle, scene, tmp_path, capsys):
+    args = [a.replace("{scene}", str(scene)).replace("{tmp}", str(tmp_path)) for a in args]
+    code, out, err = run_cli(capsys, *args)
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("ddlvad: error:") and needle in lines[0], err
+    assert "Traceback" not in err
+
+
+def test_existing_run_is_not_overwritten(trained, scene, capsys):
+    run, cache = trained
+    before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
+    code, _, err = run_cli(capsys, "train", "--data", scene, "--preset", "tiny", "--out", run, "--cache-dir", cache)
+    assert code == 2 and "--resume" in err and "--force" in err
+    assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before

@@ -90,7 +90,7 @@ def _decode_folder(record: VideoRecord, spec: FrameSpec) -> np.ndarray:
             raise UserError(f"cannot read frame {index} of {record.name}: {path} is corrupt or not an "
                             f"image; replace or delete it")
         first_size = _check_size(record, image, first_size, f"frame {index} ({path.name})")
-        out[index] = _convert(image, spec, f"{path}")
+        out[index] = convert_frame(image, spec, f"{path}")
     return out
 
 
@@ -108,7 +108,7 @@ def _decode_file(record: VideoRecord, spec: FrameSpec) -> np.ndarray:
             if not ok or image is None:
                 break
             first_size = _check_size(record, image, first_size, f"frame {len(frames)}")
-            frames.append(_convert(image, spec, f"{record.source}"))
+            frames.append(convert_frame(image, spec, f"{record.source}"))
     finally:
         capture.release()
     if not frames:
@@ -128,7 +128,7 @@ def _check_size(record: VideoRecord, image: np.ndarray, first: tuple[int, int] |
     return size
 
 
-def _convert(image: np.ndarray, spec: FrameSpec, where: str) -> np.ndarray:
+def convert_frame(image: np.ndarray, spec: FrameSpec, where: str = "frame") -> np.ndarray:
     """One OpenCV image (HxW, HxWx3 BGR or HxWx4 BGRA; 8 or 16 bit) -> ``(H', W', C)`` uint8."""
     if image.dtype == np.uint16:
         image = (image >> 8).astype(np.uint8)

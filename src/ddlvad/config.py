@@ -96,6 +96,8 @@ class TrainConfig:
     """Write a line to metrics.jsonl every N steps."""
     checkpoint_every: int = 200
     """Write the checkpoint every N steps (and at the end of every epoch)."""
+    snapshot_every: int | None = None
+    """Also keep a copy of the weights every N steps in ``RUN/snapshots/`` (for accuracy-vs-time curves)."""
     threads: int | None = None
     """torch intra-op threads; None keeps torch's default."""
     workers: int = 0
@@ -218,6 +220,8 @@ class Config:
             raise UserError(f"train.lr_drop_at={t.lr_drop_at}: must be in (0, 1]")
         if t.log_every < 1 or t.checkpoint_every < 1:
             raise UserError("train.log_every and train.checkpoint_every must be >= 1")
+        if t.snapshot_every is not None and t.snapshot_every < 1:
+            raise UserError(f"train.snapshot_every={t.snapshot_every}: must be >= 1")
         if t.workers < 0:
             raise UserError(f"train.workers={t.workers}: must be >= 0")
         if t.threads is not None and t.threads < 1:
@@ -277,7 +281,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "ddl.loss_form": "norm",
         "train.epochs": 2,
         "train.batch_size": 8,
-        "train.lr": 1e-3,
+        "train.lr": 3e-3,
         "train.checkpoint_every": 100,
         "score.batch_size": 32,
     },

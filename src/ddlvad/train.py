@@ -32,7 +32,7 @@ from .models import build_model
 from .pseudo_anomaly import AnomalyWeight, pseudo_anomaly
 from .score import score_video
 
-RUN_FILES = ("config.yaml", "metrics.jsonl", CHECKPOINT, "summary.json")
+RUN_FILES = ("config.yaml", "metrics.jsonl", CHECKPOINT, "summary.json", "snapshots")
 
 
 class TrainingInterrupted(Exception):
@@ -169,6 +169,13 @@ class Trainer:
             state.update(extra)
         save_atomic(state, self.run_dir / CHECKPOINT)
 
+    def save_snapshot(self) -> None:
+        """Weights only (loadable like a checkpoint): ``RUN/snapshots/step_NNNNNN.pt``."""
+        folder = self.run_dir / "snapshots"
+        folder.mkdir(exist_ok=True)
+        state = {k: v for k, v in self.state().items() if k not in ("optimizer", "scheduler")}
+        save_atomic(state, folder / f"step_{self.step:06d}.pt")
+
     def load_state(self, ckpt: dict) -> None:
         differ = Config.from_dict(ckpt["config"]).diff(self.cfg)
         differ.pop("train.steps", None)
@@ -227,6 +234,8 @@ class Trainer:
                     epoch_end = self.step % self.batches_per_epoch == 0
                     if self.step % cfg.train.checkpoint_every == 0 or epoch_end:
                         self.save_checkpoint()
+                    if cfg.train.snapshot_every and self.step % cfg.train.snapshot_every == 0:
+                        self.save_snapshot()
                     if interrupted.hit:
                         self.save_checkpoint()
                         raise TrainingInterrupted(

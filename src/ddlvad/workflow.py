@@ -244,7 +244,7 @@ def evaluate(run: str | Path, root: str | Path, *, dataset: str | None = None, s
     })
     if not report.get("labels_available"):
         log("note: the test split has no labels; scores are written but no AUC can be computed")
-    out = Path(out) if out else run / "eval"
+    out = Path(out) if out else (run / "eval" if run.is_dir() else run.parent / f"eval-{run.stem}")
     write_evaluation(out, report, videos, proto, plots=plots)
     return report
 

@@ -39,7 +39,7 @@ def test_mask_covers_exactly_the_chosen_tracks_box_in_every_frame():
     boxes9 = {f: (0.5, 0.5, 0.9, 0.9) for f in range(2, 5)}
     vt = VideoTracks(5, np.array(rows(3, boxes3) + rows(9, boxes9)))
     idx = WindowIndex([5], 3)
-    mask = object_masks([vt], idx, np.array([0]), 10, 20, np.random.default_rng(0))
+    mask = object_masks([vt], idx, np.array([0]), 10, 20, [np.random.default_rng(0)])
     assert mask.shape == (1, 1, 3, 10, 20)
     for t, f in enumerate(range(0, 3)):
         x1, y1, x2, y2 = boxes3[f]
@@ -53,19 +53,19 @@ def test_random_choice_among_common_tracks_covers_both():
                                  rows(2, {f: (0.5, 0.5, 1, 1) for f in range(3)})))
     idx = WindowIndex([3], 3)
     rng = np.random.default_rng(0)
-    seen = {int(object_masks([vt], idx, np.array([0]), 8, 8, rng)[0, 0, 0, 0, 0]) for _ in range(30)}
+    seen = {int(object_masks([vt], idx, np.array([0]), 8, 8, [rng])[0, 0, 0, 0, 0]) for _ in range(30)}
     assert seen == {0, 1}  # top-left pixel set only when track 1 is picked
 
 
 def test_window_without_a_common_track_gets_an_empty_mask():
     vt = VideoTracks(3, np.array(rows(1, {0: (0, 0, 1, 1)}) + rows(2, {1: (0, 0, 1, 1), 2: (0, 0, 1, 1)})))
     idx = WindowIndex([3, 3], 3)
-    masks = object_masks([vt, None], idx, np.array([0, 1]), 8, 8, np.random.default_rng(0))
+    masks = object_masks([vt, None], idx, np.array([0, 1]), 8, 8, [np.random.default_rng(0)] * 2)
     assert masks.sum() == 0
 
 
 def test_random_masks_are_boxes_constant_over_time():
-    m = random_masks(4, 3, 32, 48, np.random.default_rng(1))
+    m = random_masks(3, 32, 48, [np.random.default_rng(i) for i in range(4)])
     assert m.shape == (4, 1, 3, 32, 48)
     for b in range(4):
         assert torch.equal(m[b, 0, 0], m[b, 0, 2]) and m[b].sum() > 0

@@ -26,12 +26,14 @@ class AnomalyWeight(nn.Module):
 
 
 def pseudo_anomaly(clip: torch.Tensor, mask: torch.Tensor, weight: torch.Tensor,
-                   generator: torch.Generator | None = None) -> torch.Tensor:
+                   generator: torch.Generator | None = None, noise: torch.Tensor | None = None) -> torch.Tensor:
     """Paste weighted uniform noise into the object mask.
 
     clip: ``(B, C, T, H, W)`` in [0, 1]; mask: ``(B, 1, T, H, W)`` of 0/1 (broadcast over
-    channels); weight: scalar ``s`` in (0, 1). Returns ``X_A`` of the clip's shape.
+    channels); weight: scalar ``s`` in (0, 1); ``noise``: ``A`` of the clip's shape, drawn
+    here from ``generator`` when not given. Returns ``X_A`` of the clip's shape.
     """
-    noise = torch.rand(clip.shape, generator=generator, dtype=clip.dtype, device=clip.device)  # A ~ U[0, 1)
+    if noise is None:
+        noise = torch.rand(clip.shape, generator=generator, dtype=clip.dtype, device=clip.device)  # A ~ U[0, 1)
     blended = (1 - weight) * clip + weight * noise     # Eq. 1: Xbar_A = (1 - s) X + s A
     return (1 - mask) * clip + mask * blended          # Eq. 2: X_A = (1 - M) X + M Xbar_A

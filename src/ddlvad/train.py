@@ -115,9 +115,8 @@ class Trainer:
     def train_step(self, step: int) -> dict[str, float] | None:
         """One optimiser step; None when the batch has no masked pixel (skipped, as in the reference)."""
         cfg, d = self.cfg, self.cfg.data
-        rng = np.random.default_rng([cfg.train.seed, 1, step])
-        noise_gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
         windows = self.batch_windows(step)
+        rngs = sample_rngs(cfg.train.seed, step, range(len(windows)))
         clip = gather_clips(self.data.frames, self.index, windows)          # (B, C, T, H, W)
         t = d.frames // 2
         target = clip[:, :, t]                                               # (B, C, H, W)
@@ -126,13 +125,13 @@ class Trainer:
             parts = ddl_loss(target, self.model(clip))
         else:
             if d.masks == "tracks":
-                mask = object_masks(self.data.tracks, self.index, windows, d.height, d.width, rng)
+                mask = object_masks(self.data.tracks, self.index, windows, d.height, d.width, rngs)
             else:
-                mask = random_masks(len(windows), d.frames, d.height, d.width, rng)
+                mask = random_masks(d.frames, d.height, d.width, rngs)
             if mask.sum() == 0:
                 return None
             s = self.weight()
-            anomalous = pseudo_anomaly(clip, mask, s, noise_gen)             # Eqs. 1-2
+            anomalous = pseudo_anomaly(clip, mask, s, noise=uniform_noise(clip.shape, rngs))  # Eqs. 1-2
             recon = self.model(clip)                                         # f(X)
             recon_anomalous = self.model(anomalous)                          # f(X_A), a separate pass
             parts = ddl_loss(target, recon, anomalous[:, :, t], recon_anomalous, mask[:, 0, t],
@@ -268,6 +267,17 @@ class Trainer:
         return {"value": float(np.percentile(values, sc.threshold_percentile)),
                 "percentile": sc.threshold_percentile, "frames": int(values.size),
                 "source": "training frames"}
+
+
+def sample_rngs(seed: int, step: int, positions) -> list[np.random.Generator]:
+    """One generator per window of a batch, keyed by (seed, step, position in the global batch)."""
+    return [np.random.default_rng([seed, 1, step, int(p)]) for p in positions]
+
+
+def uniform_noise(shape: torch.Size, rngs: list[np.random.Generator]) -> torch.Tensor:
+    """``A ~ U[0, 1)`` of ``shape`` (B, ...), sample b drawn from ``rngs[b]``."""
+    per_sample = tuple(shape[1:])
+    return torch.from_numpy(np.stack([r.random(per_sample, dtype=np.float32) for r in rngs]))
 
 
 class _InterruptFlag:

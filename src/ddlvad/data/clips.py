@@ -61,10 +61,11 @@ def box_to_pixels(box: np.ndarray, height: int, width: int) -> tuple[int, int, i
 
 
 def object_masks(tracks: Sequence[VideoTracks | None], index: WindowIndex, windows: np.ndarray,
-                 height: int, width: int, rng: np.random.Generator) -> torch.Tensor:
+                 height: int, width: int, rngs: Sequence[np.random.Generator]) -> torch.Tensor:
     """METHOD.md section 2: per window, one track present in all T frames, chosen uniformly
     at random; ``M = 1`` inside its box in each frame. ``(B, 1, T, H, W)``; a window with no
-    common track (or a video without tracks) gets an empty mask."""
+    common track (or a video without tracks) gets an empty mask. ``rngs[b]`` draws window b's
+    choice, so a window's mask does not depend on which other windows share its batch."""
     mask = torch.zeros(len(windows), 1, index.frames, height, width)
     for b, w in enumerate(windows):
         vt = tracks[index.video[w]]
@@ -74,19 +75,19 @@ def object_masks(tracks: Sequence[VideoTracks | None], index: WindowIndex, windo
         common = vt.common_tracks(frames)
         if not common:
             continue
-        track = common[rng.integers(len(common))]
+        track = common[rngs[b].integers(len(common))]
         for t, box in enumerate(vt.boxes(track, frames)):
             x1, y1, x2, y2 = box_to_pixels(box, height, width)
             mask[b, 0, t, y1:y2, x1:x2] = 1.0
     return mask
 
 
-def random_masks(batch: int, frames: int, height: int, width: int, rng: np.random.Generator,
+def random_masks(frames: int, height: int, width: int, rngs: Sequence[np.random.Generator],
                  min_side: float = 0.1, max_side: float = 0.3) -> torch.Tensor:
     """A random box per window (sides uniform in [min_side, max_side] of the frame), the same
     in all T frames: the object-free control for the ablation. ``(B, 1, T, H, W)``."""
-    mask = torch.zeros(batch, 1, frames, height, width)
-    for b in range(batch):
+    mask = torch.zeros(len(rngs), 1, frames, height, width)
+    for b, rng in enumerate(rngs):
         bh = max(1, int(round(rng.uniform(min_side, max_side) * height)))
         bw = max(1, int(round(rng.uniform(min_side, max_side) * width)))
         y = int(rng.integers(0, height - bh + 1))

@@ -167,6 +167,14 @@ def run_command(args: argparse.Namespace) -> int:
               f"testing videos of {desc['spec']['frames']} frames, {abnormal} abnormal test frames")
         return 0
     if args.command == "train":
+        if args.resume:
+            if not args.out:
+                raise UserError("--resume needs --out RUN: the run folder to continue")
+            if args.config or args.preset:
+                raise UserError("--resume continues a run with its own config.yaml: drop --config/--preset")
+            args.config = str(Path(args.out) / "config.yaml")
+            if not Path(args.config).is_file():
+                raise UserError(f"--resume: no config.yaml in {args.out}; start a new run without --resume")
         cfg = build_config(args, "cpu")
         out = args.out or f"runs/{Path(args.data).name}-{cfg.model.arch}-{cfg.ddl.mode}"
         summary = workflow.train(cfg, args.data, out, resume=args.resume, force=args.force,

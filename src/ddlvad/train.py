@@ -35,6 +35,11 @@ from .score import score_video
 RUN_FILES = ("config.yaml", "metrics.jsonl", CHECKPOINT, "summary.json", "snapshots")
 
 
+FREE_ON_RESUME = {"train.steps", "train.epochs", "train.threads", "train.log_every", "train.checkpoint_every",
+                  "train.snapshot_every", "train.workers", "data.cache_dir"}
+"""Settings that may change when a run is resumed (they do not change what is computed)."""
+
+
 class TrainingInterrupted(Exception):
     """Ctrl-C / SIGTERM during training; the checkpoint was written first."""
 
@@ -176,9 +181,8 @@ class Trainer:
         save_atomic(state, folder / f"step_{self.step:06d}.pt")
 
     def load_state(self, ckpt: dict) -> None:
-        differ = Config.from_dict(ckpt["config"]).diff(self.cfg)
-        differ.pop("train.steps", None)
-        differ.pop("train.epochs", None)
+        differ = {k: v for k, v in Config.from_dict(ckpt["config"]).diff(self.cfg).items()
+                  if k not in FREE_ON_RESUME}
         if differ:
             what = ", ".join(f"{k}: {a} -> {b}" for k, (a, b) in list(differ.items())[:4])
             raise UserError(f"--resume: the run was made with another config ({what}); "

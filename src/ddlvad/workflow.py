@@ -164,8 +164,6 @@ def train(cfg: Config, root: str | Path, out: str | Path, *, resume: bool = Fals
     from .train import Trainer, TrainingData, prepare_run_dir
 
     out = Path(out)
-    if resume:
-        cfg = Config.from_yaml(out / "config.yaml").apply(_run_length(cfg))
     cfg.validate()
     prepare_run_dir(out, resume, force)
     index = open_dataset(cfg, root)
@@ -179,10 +177,6 @@ def train(cfg: Config, root: str | Path, out: str | Path, *, resume: bool = Fals
     log(f"done: {summary['steps']} steps in {summary['minutes']:.1f} min, anomaly weight "
         f"{summary['anomaly_weight']:.3f}")
     return summary
-
-
-def _run_length(cfg: Config) -> dict:
-    return {"train.steps": cfg.train.steps, "train.epochs": cfg.train.epochs}
 
 
 # ---------------------------------------------------------------------- evaluate

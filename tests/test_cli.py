@@ -111,3 +111,78 @@ def test_existing_run_is_not_overwritten(trained, scene, capsys):
     code, _, err = run_cli(capsys, "train", "--data", scene, "--preset", "tiny", "--out", run, "--cache-dir", cache)
     assert code == 2 and "--resume" in err and "--force" in err
     assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before
+
+
+def copy_scene(scene, dest):
+    import shutil
+
+    shutil.copytree(scene, dest)
+    return dest
+
+
+@pytest.fixture
+def scene_copy(scene, tmp_path):
+    return copy_scene(scene, tmp_path / "scene")
+
+
+@pytest.mark.parametrize("damage,needle", [
+    ("corrupt_image", "005.jpg"),
+    ("label_length", "labels"),
+    ("empty_video", "02"),
+    ("no_training", "training"),
+])
+def test_bad_dataset_through_the_cli(scene_copy, tmp_path, capsys, damage, needle):
+    cache = tmp_path / "cache"
+    if damage == "corrupt_image":
+        (scene_copy / "training" / "frames" / "01" / "005.jpg").write_bytes(b"not a jpeg")
+        args = ["train", "--data", scene_copy, "--preset", "tiny", "--out", tmp_path / "r", "--cache-dir", cache,
+                "--mode", "recon"]
+    elif damage == "label_length":
+        np.save(scene_copy / "testing" / "labels" / "02.npy", np.zeros(5, np.uint8))
+        args = ["data", "info", scene_copy]
+    elif damage == "empty_video":
+        for f in (scene_copy / "testing" / "frames" / "02").iterdir():
+            f.unlink()
+        args = ["data", "info", scene_copy]
+    else:
+        import shutil
+
+        shutil.rmtree(scene_copy / "training")
+        args = ["train", "--data", scene_copy, "--preset", "tiny", "--out", tmp_path / "r", "--cache-dir", cache]
+    code, _, err = run_cli(capsys, *args)
+    errors = [l for l in err.splitlines() if l.startswith("ddlvad: error:")]
+    assert code == 2 and len(errors) == 1 and needle in errors[0], err
+    assert "Traceback" not in err
+
+
+def test_corrupt_checkpoint_is_a_clear_error(trained, scene, tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "checkpoint.pt").write_bytes((trained[0] / "checkpoint.pt").read_bytes()[:1000])  # truncated
+    code, _, err = run_cli(capsys, "evaluate", run, "--data", scene)
+    assert code == 2 and "not a readable checkpoint" in err
+
+
+def test_tracks_made_for_other_frame_counts_are_refused(trained, scene, tmp_path, capsys):
+    from ddlvad.data.tracks import Tracks
+
+    bad = Tracks()
+    bad.add("01", 99, np.zeros((0, 7)))
+    bad.add("02", 36, np.zeros((0, 7)))
+    bad.save(tmp_path / "t.npz")
+    code, _, err = run_cli(capsys, "train", "--data", scene, "--preset", "tiny", "--out", tmp_path / "r",
+                           "--cache-dir", trained[1], "--tracks", tmp_path / "t.npz", "--quiet")
+    assert code == 2 and "99" in err and "01" in err
+
+
+def test_test_split_without_labels_is_scored_without_auc(trained, scene_copy, capsys):
+    import shutil
+
+    shutil.rmtree(scene_copy / "testing" / "labels")
+    run, cache = trained
+    out = scene_copy.parent / "eval"
+    code, _, err = run_cli(capsys, "evaluate", run, "--data", scene_copy, "--cache-dir", cache, "--out", out, "--quiet")
+    assert code == 0 and "no labels" in err
+    report = json.loads((out / "report.json").read_text())
+    assert report["auc_micro"] is None and report["labels_available"] is False
+    assert report["frames_scored"] == 3 * 34

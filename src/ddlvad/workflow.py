@@ -350,5 +350,5 @@ def demo(out: str | Path = "ddlvad-demo", *, seed: int = 0, force: bool = False,
     return result
 
 
-DEMO_STEPS = 400
+DEMO_STEPS = 300
 """Training steps of ``ddlvad demo`` (cpu preset); sized so the demo ends within 10 minutes on 2 cores."""

@@ -1,0 +1,54 @@
+"""The README's two set-up commands are the ones CI and users run."""
+
+import json
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def setup_commands() -> list[str]:
+    text = (ROOT / "README.md").read_text()
+    section = text.split("## Set-up", 1)[1].split("\n## ", 1)[0]
+    block = re.search(r"```bash\n(.*?)```", section, re.S).group(1)
+    return [line.strip() for line in block.splitlines() if line.strip()]
+
+
+def test_setup_is_exactly_two_commands_demo_and_tests():
+    demo, tests = setup_commands()
+    assert demo.endswith("&& ddlvad demo") and "pip install torch==2.13.0" in demo
+    assert tests.endswith("&& python -m pytest") and "'.[test]'" in tests
+
+
+def test_ci_runs_the_readme_test_command():
+    _, tests = setup_commands()
+    assert tests in (ROOT / ".ci" / "run").read_text()
+
+
+def test_torch_pin_satisfies_the_declared_range():
+    from packaging.specifiers import SpecifierSet
+
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    spec = re.search(r'"torch([^"]+)"', pyproject).group(1)
+    assert "2.13.0" in SpecifierSet(spec)
+
+
+def test_demo_command_line_parses():
+    out = subprocess.run([sys.executable, "-m", "ddlvad", "demo", "--help"], capture_output=True, text=True)
+    assert out.returncode == 0 and "--out" in out.stdout
+
+
+@pytest.mark.slow
+def test_demo_end_to_end(tmp_path):
+    """`ddlvad demo` as the README runs it (about 5 minutes on 2 cores)."""
+    out = subprocess.run([sys.executable, "-m", "ddlvad", "demo", "--out", str(tmp_path / "demo"), "--quiet"],
+                         capture_output=True, text=True, timeout=900)
+    assert out.returncode == 0, out.stderr
+    report = json.loads((tmp_path / "demo" / "report.json").read_text())
+    assert report["auc_micro"] > 0.75 and report["minutes"] < 10
+    assert "frame-level AUC" in out.stdout

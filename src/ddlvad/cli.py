@@ -116,7 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-plots", action="store_true")
     p.add_argument("--quiet", action="store_true")
 
-    p = sub.add_parser("detect", help="score a video file, folder of frames or live stream; write scores, events, overlay",
+    p = sub.add_parser("detect", help="score a video file, frame folder or live stream: scores, events, overlay",
                        description="Exit status: 0 when the source was read to its end (or --max-frames), 1 when a "
                                    "live stream stopped sending frames (the outputs are complete up to there), 2 for "
                                    "bad input, 130 after Ctrl-C (outputs closed and valid).")
@@ -133,7 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-frames", type=int, default=EventRules.min_frames,
                    help=f"drop events shorter than this many frames (default {EventRules.min_frames})")
 
-    p = sub.add_parser("export", help="export a run's model to ONNX or TorchScript (clip -> reconstruction, error, score)")
+    p = sub.add_parser("export", help="export a run's model to ONNX or TorchScript (clip -> recon, error, score)")
     p.add_argument("run", help="run folder (holds checkpoint.pt)")
     p.add_argument("--format", required=True, choices=("onnx", "torchscript"))
     p.add_argument("--out", help="output file (default: RUN/model.onnx or RUN/model.torchscript.pt)")

@@ -164,7 +164,7 @@ class VideoSource:
             self.announced = count if count > 0 else None
             self.live = what == "camera" or (what == "stream" and self.announced is None)
             reported = self._capture.get(cv2.CAP_PROP_FPS)
-            self.label = text
+            self.label = f"camera {text}" if what == "camera" else text
             self.name = path.stem if path.is_file() else f"camera{text}" if text.isdigit() else _url_name(text)
         else:
             raise UserError(f"source {text} not found: give a video file, a folder of frame images, "
@@ -213,19 +213,19 @@ def _open_capture(target: str | int) -> cv2.VideoCapture:
 
 @contextlib.contextmanager
 def _quiet_stderr() -> Iterator[None]:
+    """Point file descriptor 2 at /dev/null (C libraries write there, not to ``sys.stderr``)."""
     try:
-        fd = sys.stderr.fileno()
-    except (AttributeError, OSError, ValueError):  # no real stderr (embedded): nothing to hide
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (AttributeError, OSError, ValueError):  # no usable descriptor 2: nothing to hide
         yield
         return
-    sys.stderr.flush()
-    saved = os.dup(fd)
     try:
         with open(os.devnull, "w") as null:
-            os.dup2(null.fileno(), fd)
+            os.dup2(null.fileno(), 2)
             yield
     finally:
-        os.dup2(saved, fd)
+        os.dup2(saved, 2)
         os.close(saved)
 
 

@@ -22,7 +22,8 @@ LONG_SIDE = 640
 STRIP = 56
 """Height of the score strip under the picture, pixels."""
 HEAT_FULL = 2.0
-"""Pixel errors of ``HEAT_FULL x threshold`` and above get the hottest colour, blended at 70 % (opacity grows with the square of the error)."""
+"""Pixel errors of ``HEAT_FULL x threshold`` and above get the hottest colour, blended at 70 %
+(the opacity grows with the square of the error, so small errors leave the picture clear)."""
 
 RED, YELLOW, WHITE, GREY = (0, 0, 255), (0, 220, 255), (255, 255, 255), (90, 90, 90)
 

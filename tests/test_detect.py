@@ -296,6 +296,7 @@ def test_frames_with_unconvertible_channels_are_refused(detector):
     ("{frames}", ["--batch", "0"], "--batch"),
     ("{frames}", ["--gap", "-2"], "--gap"),
     ("{frames}", ["--fps", "0"], "--fps"),
+    ("{frames}", ["--threshold", "nan"], "--threshold"),
     ("{frames}", ["--run", "{tmp}/nothreshold"], "--threshold"),
 ])
 def test_bad_detect_input_is_one_line_and_exit_2(source, extra, needle, trained, scene, tmp_path, capfd):

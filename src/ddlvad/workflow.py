@@ -387,12 +387,15 @@ def detect(run: str | Path, source: str | int | Path, out: str | Path | None = N
     from .overlay import OverlayRenderer
 
     rules = rules or EventRules()
+    if threshold is not None and not np.isfinite(threshold):
+        raise UserError(f"--threshold {threshold}: give a finite frame score")
     detector = Detector.load(run, threshold, batch_size)
     if detector.threshold is None:
         raise UserError(f"the run {run} stores no detection threshold: pass --threshold X (a frame score, "
                         f"e.g. the largest score of a normal video in `ddlvad evaluate`'s scores.csv)")
     with VideoSource(source, fps) as video:
-        out = Path(out) if out else Path(run) / "detect" / _safe(video.name)
+        run_dir = Path(run) if Path(run).is_dir() else Path(run).parent  # RUN or RUN/checkpoint.pt
+        out = Path(out) if out else run_dir / "detect" / _safe(video.name)
         try:
             out.mkdir(parents=True, exist_ok=True)
             table = open(out / "scores.csv", "w", newline="", buffering=1)  # line-buffered: valid while running

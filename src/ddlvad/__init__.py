@@ -7,7 +7,7 @@ __version__ = "0.1.0"
 from .config import Config
 from .errors import UserError
 
-__all__ = ["Config", "UserError", "build_model", "__version__"]
+__all__ = ["Config", "Detector", "UserError", "build_model", "__version__"]
 
 
 def __getattr__(name: str):

@@ -11,7 +11,7 @@ import json
 import sys
 from pathlib import Path
 
-from .config import ARCHS, MASK_SOURCES, MODES, PRESETS, Config
+from .config import ARCHS, MASK_SOURCES, MODES, PRESETS, Config, EventRules
 from .errors import UserError
 
 EXAMPLES = """examples:
@@ -21,6 +21,9 @@ EXAMPLES = """examples:
   ddlvad train --data scene/ --preset tiny --out runs/tiny
   ddlvad train --data ped2/ --mode recon --model unet --out runs/ped2-unet-recon
   ddlvad evaluate runs/tiny --data scene/ --protocol paper
+  ddlvad detect clip.mp4 --run runs/tiny        # scores.csv, events.json, overlay.mp4 in runs/tiny/detect/clip
+  ddlvad detect 0 --run runs/tiny --no-overlay  # live camera 0 (or rtsp://... URL); Ctrl-C stops cleanly
+  ddlvad export runs/tiny --format onnx         # clip (B, C, T, H, W) -> reconstruction, error, score
 """
 
 
@@ -113,6 +116,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-plots", action="store_true")
     p.add_argument("--quiet", action="store_true")
 
+    p = sub.add_parser("detect", help="score a video file, frame folder or live stream: scores, events, overlay",
+                       description="Exit status: 0 when the source was read to its end (or --max-frames), 1 when a "
+                                   "live stream stopped sending frames (the outputs are complete up to there), 2 for "
+                                   "bad input, 130 after Ctrl-C (outputs closed and valid).")
+    p.add_argument("source", help="video file, folder of frame images, camera index (0) or stream URL")
+    p.add_argument("--run", required=True, help="run folder (holds checkpoint.pt)")
+    p.add_argument("--out", help="output folder (default: RUN/detect/<source name>)")
+    p.add_argument("--threshold", type=float, help="frame score above which a frame is anomalous (default: the run's)")
+    p.add_argument("--batch", type=int, help="windows per forward pass (default: score.batch_size; 1 for live streams)")
+    p.add_argument("--no-overlay", action="store_true", help="do not write overlay.mp4")
+    p.add_argument("--max-frames", type=int, help="stop after N frames")
+    p.add_argument("--fps", type=float, help="frame rate for frame times (default: the source's; folders: 25)")
+    p.add_argument("--gap", type=int, default=EventRules.gap,
+                   help=f"merge anomalous runs separated by at most this many frames (default {EventRules.gap})")
+    p.add_argument("--min-frames", type=int, default=EventRules.min_frames,
+                   help=f"drop events shorter than this many frames (default {EventRules.min_frames})")
+
+    p = sub.add_parser("export", help="export a run's model to ONNX or TorchScript (clip -> recon, error, score)")
+    p.add_argument("run", help="run folder (holds checkpoint.pt)")
+    p.add_argument("--format", required=True, choices=("onnx", "torchscript"))
+    p.add_argument("--out", help="output file (default: RUN/model.onnx or RUN/model.torchscript.pt)")
+
     p = sub.add_parser("track", help="detect and track objects: the boxes pseudo anomalies are pasted into")
     p.add_argument("root", help="dataset root folder")
     p.add_argument("--dataset")
@@ -189,6 +214,15 @@ def run_command(args: argparse.Namespace) -> int:
                                    cache_dir=args.cache_dir, plots=not args.no_plots, progress=not args.quiet)
         workflow.print_summary(report)
         return 0
+    if args.command == "detect":
+        return _detect(args)
+    if args.command == "export":
+        from .export import export_model
+
+        path = export_model(args.run, args.format, args.out)
+        print(f"wrote {path} ({args.format}): clip (B, C, T, H, W) in [0, 1] -> reconstruction (B, C, H, W), "
+              f"error (B, H, W), score (B,)")
+        return 0
     if args.command == "track":
         return _track(args)
     if args.command == "data":
@@ -207,6 +241,22 @@ def run_command(args: argparse.Namespace) -> int:
         print(build_config(args, "cpu").to_yaml(), end="")
         return 0
     raise AssertionError(args.command)
+
+
+def _detect(args: argparse.Namespace) -> int:
+    from . import workflow
+
+    report = workflow.detect(args.run, args.source, args.out, threshold=args.threshold, batch_size=args.batch,
+                             overlay=not args.no_overlay, max_frames=args.max_frames, fps=args.fps,
+                             rules=EventRules(args.gap, args.min_frames))
+    print(f"detect: {report['frames']} frames ({report['frames_scored']} scored) at {report['frames_per_second']} "
+          f"frames/s, {len(report['events'])} events above {report['threshold']:.4g} "
+          f"({report['threshold_origin']} threshold) -> {report['out']}")
+    if report["stopped"]:
+        print(f"ddlvad: warning: {report['stopped']}; the outputs are complete up to frame {report['frames'] - 1}",
+              file=sys.stderr)
+        return 1
+    return 0
 
 
 def _track(args: argparse.Namespace) -> int:

@@ -269,6 +269,23 @@ class Config:
         return {k: (a.get(k), b.get(k)) for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)}
 
 
+@dataclass(frozen=True)
+class EventRules:
+    """How ``ddlvad detect`` merges anomalous frames into events (``--gap``, ``--min-frames``).
+    A setting of detection, not of the run: it is not part of :class:`Config`."""
+
+    gap: int = 5
+    """Two runs of anomalous frames separated by at most this many other frames are one event."""
+    min_frames: int = 3
+    """Events spanning fewer frames (first to last anomalous frame) are dropped as blips."""
+
+    def __post_init__(self) -> None:
+        if self.gap < 0:
+            raise UserError(f"--gap {self.gap}: must be >= 0 frames")
+        if self.min_frames < 1:
+            raise UserError(f"--min-frames {self.min_frames}: must be >= 1")
+
+
 # The presets. ``paper`` = METHOD.md section 5 (reference code); ``cpu`` = our fast path for
 # a 2-core CPU (see bench/RESULTS.md for the measurements behind it); ``tiny`` = tests.
 PRESETS: dict[str, dict[str, Any]] = {

@@ -18,20 +18,47 @@ from torch import nn
 from .loss import pixel_error
 
 
-def patch_scores(error: torch.Tensor, patch: int = 16, shifted_grid: bool = True) -> torch.Tensor:
-    """``(B, H, W)`` error maps -> ``(B,)`` worst patch means.
+def _grid_means(error: torch.Tensor, patch: int, shifted_grid: bool) -> list[tuple[int, torch.Tensor]]:
+    """``(B, H, W)`` error maps -> ``[(offset, means (B, gh, gw))]``, one entry per patch grid.
 
     The aligned grid covers whole patches from the top-left corner; the shifted grid is the
-    same on the map cropped by ``patch // 2`` on each side.
+    same on the map cropped by ``patch // 2`` on each side (when a whole patch still fits).
     """
-    x = error.unsqueeze(1)
-    best = F.avg_pool2d(x, patch, stride=patch).flatten(1).amax(1)
+    x = error.unsqueeze(1)                                                   # (B, 1, H, W)
+    grids = [(0, F.avg_pool2d(x, patch, stride=patch).squeeze(1))]           # (B, H//p, W//p)
     if shifted_grid:
         o = patch // 2
         inner = x[:, :, o:x.shape[2] - o, o:x.shape[3] - o]
         if inner.shape[2] >= patch and inner.shape[3] >= patch:
-            best = torch.maximum(best, F.avg_pool2d(inner, patch, stride=patch).flatten(1).amax(1))
+            grids.append((o, F.avg_pool2d(inner, patch, stride=patch).squeeze(1)))
+    return grids
+
+
+def patch_scores(error: torch.Tensor, patch: int = 16, shifted_grid: bool = True) -> torch.Tensor:
+    """``(B, H, W)`` error maps -> ``(B,)`` worst patch means (see :func:`_grid_means`)."""
+    grids = _grid_means(error, patch, shifted_grid)
+    best = grids[0][1].flatten(1).amax(1)
+    for _, means in grids[1:]:
+        best = torch.maximum(best, means.flatten(1).amax(1))
     return best
+
+
+def worst_patches(error: torch.Tensor, patch: int = 16, shifted_grid: bool = True
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(B, H, W)`` error maps -> the scores ``(B,)`` of :func:`patch_scores` and the worst
+    patch of each map as ``(B, 4)`` int64 boxes ``(x, y, w, h)`` in error-map pixels."""
+    best: torch.Tensor | None = None
+    boxes = torch.zeros(error.shape[0], 4, dtype=torch.int64)
+    boxes[:, 2:] = patch
+    for offset, means in _grid_means(error, patch, shifted_grid):
+        value, flat = means.flatten(1).max(1)                                # (B,), (B,)
+        gw = means.shape[2]
+        take = torch.ones_like(value, dtype=torch.bool) if best is None else value > best
+        best = value if best is None else torch.where(take, value, best)
+        boxes[take, 0] = offset + (flat[take] % gw) * patch
+        boxes[take, 1] = offset + torch.div(flat[take], gw, rounding_mode="floor") * patch
+    assert best is not None
+    return best, boxes
 
 
 def to_tensor(frames: np.ndarray) -> torch.Tensor:

@@ -1,13 +1,17 @@
-"""The commands as plain functions: train, evaluate, demo. They compose the library
+"""The commands as plain functions: train, evaluate, demo, detect. They compose the library
 modules (data -> tracks -> train -> score -> evaluate) and do the file I/O; ``cli.py``
 parses arguments and calls them."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import dataclasses
 import hashlib
 import json
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Callable
@@ -352,3 +356,124 @@ def demo(out: str | Path = "ddlvad-demo", *, seed: int = 0, force: bool = False,
 
 DEMO_STEPS = 300
 """Training steps of ``ddlvad demo`` (cpu preset); sized so the demo ends within 10 minutes on 2 cores."""
+
+
+# ---------------------------------------------------------------------- detect
+def detect(run: str | Path, source: str | int | Path, out: str | Path | None = None, *,
+           threshold: float | None = None, batch_size: int | None = None, overlay: bool = True,
+           max_frames: int | None = None, fps: float | None = None, rules=None,
+           say: Log = print, log: Log = _stderr) -> dict:
+    """Score every frame of ``source`` (video file, folder of frames, camera index, URL) with
+    the model of ``run`` and write, in ``out`` (default ``RUN/detect/<source name>``):
+
+    - ``scores.csv``: ``frame, time_s, score, anomalous`` per frame (score empty and
+      anomalous 0 for the edge frames), written as frames are scored;
+    - ``events.json``: the events (:class:`ddlvad.infer.EventRules` merge anomalous frames)
+      with the source, fps, threshold and frame count; rewritten atomically when an event
+      closes, at the end, and when the run is interrupted or fails (``complete: false`` and
+      ``stopped`` then say why);
+    - ``overlay.mp4`` (unless ``overlay=False``): see :mod:`ddlvad.overlay`.
+
+    Each event is reported through ``say`` when it closes. Returns the events.json content.
+    The threshold is ``threshold`` if given, else the run's stored one (none: UserError).
+    """
+    from .infer import Detector, EventRules, EventTracker, VideoSource
+    from .overlay import OverlayRenderer
+
+    rules = rules or EventRules()
+    if threshold is not None and not np.isfinite(threshold):
+        raise UserError(f"--threshold {threshold}: give a finite frame score")
+    detector = Detector.load(run, threshold, batch_size)
+    if detector.threshold is None:
+        raise UserError(f"the run {run} stores no detection threshold: pass --threshold X (a frame score, "
+                        f"e.g. the largest score of a normal video in `ddlvad evaluate`'s scores.csv)")
+    with VideoSource(source, fps) as video:
+        run_dir = Path(run) if Path(run).is_dir() else Path(run).parent  # RUN or RUN/checkpoint.pt
+        out = Path(out) if out else run_dir / "detect" / _safe(video.name)
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+            table = open(out / "scores.csv", "w", newline="", buffering=1)  # line-buffered: valid while running
+        except OSError as exc:
+            raise UserError(f"cannot write to {out} ({exc.strerror}); choose another --out") from None
+        d = detector.cfg.data
+        report: dict = {
+            "source": video.label, "fps": video.fps, "fps_origin": video.fps_origin, "live": video.live,
+            "threshold": detector.threshold, "threshold_origin": detector.threshold_origin,
+            "run": str(run), "model": {"frames": d.frames, "size": [d.height, d.width], "channels": d.channels},
+            "rules": dataclasses.asdict(rules), "frames": 0, "frames_scored": 0, "complete": False,
+            "stopped": None, "events": [],
+        }
+        tracker, events = EventTracker(rules), []
+        writer = renderer = None
+        started = time.perf_counter()
+
+        def save() -> None:
+            seconds = time.perf_counter() - started
+            report.update(events=[e.as_dict() for e in events], seconds=round(seconds, 2),
+                          frames_per_second=round(report["frames"] / max(seconds, 1e-9), 1))
+            _write_text(out / "events.json", json.dumps(report, indent=2))
+
+        def found(event) -> None:
+            if event is not None:
+                events.append(event)
+                say(f"event {len(events)}: {event.describe()}")
+                save()
+
+        rows = csv.writer(table)
+        rows.writerow(["frame", "time_s", "score", "anomalous"])
+        try:
+            with _sigterm_as_interrupt():
+                for result in detector.stream(video, max_frames=max_frames):
+                    scored = np.isfinite(result.score)
+                    rows.writerow([result.frame, f"{result.time:.4f}", f"{result.score:.6g}" if scored else "",
+                                   int(result.anomalous)])
+                    report["frames"] += 1
+                    report["frames_scored"] += int(scored)
+                    if overlay:
+                        if writer is None:
+                            renderer = OverlayRenderer(result.image.shape, detector.threshold)
+                            writer = _video_writer(out / "overlay.mp4", video.fps, renderer.size)
+                        writer.write(renderer.render(result))
+                    found(tracker.update(result))
+            report["complete"], report["stopped"] = video.stopped is None, video.stopped
+        except KeyboardInterrupt:
+            report["stopped"] = "interrupted"
+            raise
+        except UserError as exc:
+            report["stopped"] = f"error: {exc}"
+            raise
+        finally:
+            found(tracker.finish())
+            table.close()
+            if writer is not None:
+                writer.release()
+            save()
+    report["outputs"] = sorted(p.name for p in out.iterdir() if p.suffix in (".csv", ".json", ".mp4"))
+    report["out"] = str(out)
+    return report
+
+
+def _video_writer(path: Path, fps: float, size: tuple[int, int]):
+    import cv2
+
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
+    if not writer.isOpened():
+        raise UserError(f"cannot write {path}: this OpenCV has no mp4v encoder; pass --no-overlay")
+    return writer
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt():
+    """Within the main thread, SIGTERM raises KeyboardInterrupt, so outputs are closed cleanly."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

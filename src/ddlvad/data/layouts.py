@@ -164,7 +164,7 @@ def _ped_name_or_size_variant(root: Path) -> str | None:
     for split in ("testing", "training"):
         frames = root / split / "frames"
         folders = _subdirs(frames) if frames.is_dir() else []
-        images = _images(folders[0]) if folders else ()
+        images = image_files(folders[0]) if folders else ()
         if images:
             return _PED_SIZES.get(_image_size(images[0]))
     return None
@@ -365,7 +365,7 @@ def _frame_split_records(root: Path, splits: tuple[str, ...], id_of=lambda s: s)
     out = {}
     for split in splits:
         frames = _required_dir(root / split / "frames", split)
-        out[split] = [_frame_record(id_of(d.name), split, d) for d in _subdirs(frames) if _images(d)]
+        out[split] = [_frame_record(id_of(d.name), split, d) for d in _subdirs(frames) if image_files(d)]
     return out
 
 
@@ -379,7 +379,7 @@ def _split_records(base: Path, split: str) -> list[VideoRecord]:
         for d in _subdirs(folder):
             if d.name.lower() in _NOT_VIDEOS or (folder == base and d.name in ("frames", "videos")):
                 continue
-            if _images(d):
+            if image_files(d):
                 records.append(_frame_record(d.name, split, d))
         records.extend(_video_record(p.stem, split, p) for p in _videos(folder))
     ids = [r.video_id for r in records]
@@ -409,7 +409,7 @@ def _with_labels(record: VideoRecord, labels: np.ndarray, source: Path) -> Video
 
 
 def _frame_record(video_id: str, split: str, folder: Path) -> VideoRecord:
-    return VideoRecord(video_id, split, folder, _images(folder), None, None)
+    return VideoRecord(video_id, split, folder, image_files(folder), None, None)
 
 
 def _video_record(video_id: str, split: str, path: Path) -> VideoRecord:
@@ -430,7 +430,8 @@ def _subdirs(folder: Path) -> list[Path]:
     return sorted((d for d in folder.iterdir() if d.is_dir() and _visible(d)), key=lambda d: natural_key(d.name))
 
 
-def _images(folder: Path) -> tuple[Path, ...]:
+def image_files(folder: Path) -> tuple[Path, ...]:
+    """The visible image files (:data:`IMAGE_EXTS`) directly in ``folder``, in natural order."""
     files = (p for p in folder.iterdir() if _visible(p) and p.suffix.lower() in IMAGE_EXTS and p.is_file())
     return tuple(sorted(files, key=lambda p: natural_key(p.name)))
 

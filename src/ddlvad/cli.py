@@ -304,6 +304,14 @@ def _print_info(info: dict) -> None:
         print(f"  scenes {', '.join(info['scenes'])}")
 
 
+def _close_progress_bars() -> None:
+    """End any open progress bar so that the error message starts on a line of its own."""
+    tqdm = sys.modules.get("tqdm")
+    if tqdm is not None:
+        for bar in list(getattr(tqdm.tqdm, "_instances", ())):
+            bar.close()
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     debug = "--debug" in argv
@@ -313,6 +321,7 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as exc:
         if debug:
             raise
+        _close_progress_bars()
         print(f"ddlvad: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -355,7 +355,16 @@ def _index_folder(root: Path, splits: tuple[str, ...]) -> dict[str, list[VideoRe
         out[split] = _split_records(_required_dir(root / split, split), split)
     labels_dir = root / "testing" / "labels"
     if "testing" in out and labels_dir.is_dir():
-        out["testing"] = _attach_arrays(out["testing"], lab.load_label_folder(labels_dir), labels_dir)
+        labels = lab.load_label_folder(labels_dir)
+        known = {r.video_id for r in out["testing"]}
+        for vid in sorted(set(labels) - known):
+            empty = [d for d in (root / "testing" / vid, root / "testing" / "frames" / vid) if d.is_dir()]
+            if empty:
+                raise UserError(f"testing video {vid} ({empty[0]}) has no frame images: add its frames or "
+                                f"remove it and its labels")
+            raise UserError(f"{labels_dir}: labels for {vid!r} but no testing video of that name: remove the "
+                            f"label file or add the video")
+        out["testing"] = _attach_arrays(out["testing"], labels, labels_dir)
     return out
 
 

@@ -186,3 +186,23 @@ def test_test_split_without_labels_is_scored_without_auc(trained, scene_copy, ca
     report = json.loads((out / "report.json").read_text())
     assert report["auc_micro"] is None and report["labels_available"] is False
     assert report["frames_scored"] == 3 * 34
+
+
+def test_train_runs_tracking_first_when_no_tracks_exist(scene_copy, tmp_path, capsys):
+    (scene_copy / "training" / "tracks.npz").unlink()  # no ground-truth boxes, empty cache
+    code, _, err = run_cli(capsys, "train", "--data", scene_copy, "--preset", "tiny", "--steps", "2",
+                           "--out", tmp_path / "r", "--cache-dir", tmp_path / "cache", "--quiet")
+    assert code == 0, err
+    assert "running detection and tracking first" in err
+    assert list((tmp_path / "cache" / "tracks").glob("*-training.npz"))
+
+
+def test_track_preview_and_reference_json_import(scene, tmp_path, capsys):
+    code, out, err = run_cli(capsys, "track", scene, "--cache-dir", tmp_path / "c", "--preview", tmp_path / "p", "--quiet")
+    assert code == 0, err
+    assert sorted(p.name for p in (tmp_path / "p").iterdir()) == ["training_01.png", "training_02.png"]
+    ref = {f"/home/author/data/scene/training/frames/{v}/{f:03d}.jpg": {"1": [0.1, 0.2, 0.3, 0.5]}
+           for v in ("01", "02") for f in range(36)}
+    (tmp_path / "ref.json").write_text(json.dumps(ref))
+    code, out, err = run_cli(capsys, "track", scene, "--cache-dir", tmp_path / "c", "--import-json", tmp_path / "ref.json")
+    assert code == 0, err and "imported 72 boxes" in out

@@ -76,6 +76,8 @@ def test_encoder_reuse_scoring_equals_window_by_window(arch, frames):
     frames_u8 = np.random.default_rng(0).integers(0, 256, (11, 32, 48, 1), dtype=np.uint8)
     fast = score_video(model, frames_u8, patch=8, batch_size=4)
     naive = score_video_naive(model, frames_u8, patch=8, batch_size=3)
+    one_by_one = score_video(model, frames_u8, patch=8, batch_size=1)
+    np.testing.assert_allclose(fast, one_by_one, rtol=1e-5, atol=1e-6)  # batched == one frame at a time
     h = frames // 2
     assert np.isnan(fast[:h]).all() and np.isnan(fast[len(fast) - h:]).all()
     np.testing.assert_allclose(fast[h:len(fast) - h], naive[h:len(fast) - h], rtol=1e-5, atol=1e-6)

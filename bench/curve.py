@@ -1,0 +1,45 @@
+"""Accuracy against training time: evaluate every weight snapshot of a run.
+
+    python bench/curve.py RUN --data ../shared/data/ped2
+
+A run trained with ``--set train.snapshot_every=N`` keeps ``RUN/snapshots/step_*.pt``; each
+is scored on the test split and evaluated under the ``paper`` protocol (micro and macro)
+and the ``raw`` one. Prints a table (steps, training minutes, AUCs, anomaly weight) and
+writes it to ``RUN/curve.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from ddlvad import workflow
+from ddlvad.checkpoint import load_checkpoint
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("run")
+    ap.add_argument("--data", required=True)
+    args = ap.parse_args()
+    run = Path(args.run)
+    points = []
+    for snap in sorted((run / "snapshots").glob("step_*.pt")) + [run / "checkpoint.pt"]:
+        ckpt = load_checkpoint(snap)
+        paper = workflow.evaluate(snap, args.data, out=run / "curve" / snap.stem, plots=False, progress=False)
+        raw = workflow.evaluate(snap, args.data, protocol="raw", out=run / "curve" / f"{snap.stem}-raw",
+                                plots=False, progress=False)
+        points.append({"steps": ckpt["step"], "minutes": round(ckpt.get("elapsed", 0) / 60, 2),
+                       "auc_micro": paper["auc_micro"], "auc_macro": paper["auc_macro"],
+                       "auc_micro_raw": raw["auc_micro"], "auc_macro_raw": raw["auc_macro"],
+                       "anomaly_weight": ckpt.get("anomaly_weight")})
+    (run / "curve.json").write_text(json.dumps(points, indent=2))
+    print(f"{'steps':>6} {'minutes':>8} {'micro':>7} {'macro':>7} {'raw micro':>10} {'raw macro':>10} {'s':>6}")
+    for p in points:
+        print(f"{p['steps']:>6} {p['minutes']:>8.1f} {100 * p['auc_micro']:>7.2f} {100 * p['auc_macro']:>7.2f} "
+              f"{100 * p['auc_micro_raw']:>10.2f} {100 * p['auc_macro_raw']:>10.2f} {p['anomaly_weight']:>6.3f}")
+
+
+if __name__ == "__main__":
+    main()

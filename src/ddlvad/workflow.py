@@ -14,6 +14,7 @@ from typing import Callable
 
 import numpy as np
 
+from . import distributed
 from .config import Config
 from .data.frames import FrameSpec, FrameStore, default_cache_dir
 from .data.layouts import DatasetIndex, index_dataset
@@ -159,26 +160,39 @@ def training_tracks(cfg: Config, index: DatasetIndex, store: FrameStore, tracks_
 
 
 # ---------------------------------------------------------------------- train
+@distributed.collective
 def train(cfg: Config, root: str | Path, out: str | Path, *, resume: bool = False, force: bool = False,
           tracks_file: str | Path | None = None, progress: bool = True, log: Log = _stderr) -> dict:
-    from .train import Trainer, TrainingData, prepare_run_dir
+    """Train one model into ``out``. Under torchrun: one DDP run, rank 0 writes ``out``."""
+    from .train import Trainer, TrainingData, check_global_batch, prepare_run_dir
 
     out = Path(out)
+    if not distributed.is_main():
+        log, progress = _silent, False
     if resume:
-        cfg = Config.from_yaml(out / "config.yaml").apply(_run_length(cfg))
+        saved = distributed.run_on_main(lambda: Config.from_yaml(out / "config.yaml").to_dict())
+        cfg = Config.from_dict(saved).apply(_run_length(cfg))
     cfg.validate()
-    prepare_run_dir(out, resume, force)
+    if distributed.is_active():
+        check_global_batch(cfg.train.batch_size, distributed.world_size())
+    distributed.run_on_main(prepare_run_dir, out, resume, force)
     index = open_dataset(cfg, root)
-    store = open_frames(cfg, index, "training", progress)
-    tracks = training_tracks(cfg, index, store, tracks_file, progress, log)
+    with distributed.local_main_first():  # fill the frame and track caches once per machine
+        store = open_frames(cfg, index, "training", progress)
+        tracks = training_tracks(cfg, index, store, tracks_file, progress, log)
     data = TrainingData(store.arrays, tracks, [r.video_id for r in store.videos])
     trainer = Trainer(cfg, data, out, progress=progress)
+    where = f" on {trainer.world} processes ({trainer.device.type})" if trainer.world > 1 else ""
     log(f"training {cfg.model.arch} ({cfg.ddl.mode}) on {len(trainer.index)} windows of "
-        f"{len(store)} videos for {trainer.total_steps} steps -> {out}")
+        f"{len(store)} videos for {trainer.total_steps} steps{where} -> {out}")
     summary = trainer.run(resume=resume)
     log(f"done: {summary['steps']} steps in {summary['minutes']:.1f} min, anomaly weight "
         f"{summary['anomaly_weight']:.3f}")
     return summary
+
+
+def _silent(msg: str) -> None:
+    pass
 
 
 def _run_length(cfg: Config) -> dict:
@@ -208,15 +222,52 @@ def _check_frames_fit(cfg: Config, store: FrameStore) -> None:
                         f"frames but the data is {spec.height}x{spec.width}x{spec.channels}")
 
 
+def score_split(model, cfg: Config, index: DatasetIndex, progress: bool = True) -> dict[str, np.ndarray]:
+    """Frame scores of every testing video, keyed by video id in index order.
+
+    Under torchrun each rank scores whole videos (dealt by frame count, see
+    :func:`distributed.split_by_size`) and every rank receives all the scores: each frame is
+    scored exactly once, so the result equals one process's.
+    """
+    records = index.testing
+    if not records:
+        raise UserError(f"{index.root}: the testing split has no videos")
+    mine = [records[i] for i in distributed.my_share([_frame_count(r) for r in records])]
+    part = {}
+    if mine:
+        store = FrameStore(mine, FrameSpec.from_config(cfg.data), cfg.data.cache_dir,
+                           progress=progress and distributed.is_main())
+        part = score_store(model, cfg, store, progress and distributed.is_main())
+    scores = distributed.gather_dicts(part)
+    return {r.video_id: scores[r.video_id] for r in records}
+
+
+def _frame_count(record) -> int:
+    """Frames of a video, known without decoding it (1 when unknown): the weight of its share."""
+    if record.frame_files is not None:
+        return len(record.frame_files)
+    return len(record.labels) if record.labels is not None else 1
+
+
+@distributed.collective
 def evaluate(run: str | Path, root: str | Path, *, dataset: str | None = None, scene: str | None = None,
              protocol: str = "paper", protocol_overrides: dict | None = None, out: str | Path | None = None,
-             cache_dir: str | None = None, plots: bool = True, progress: bool = True, log: Log = _stderr) -> dict:
-    """Score every test frame with the trained model of ``run`` and write the report files."""
+             cache_dir: str | None = None, plots: bool = True, progress: bool = True, log: Log = _stderr,
+             keep_scores: dict | None = None) -> dict:
+    """Score every test frame with the trained model of ``run`` and write the report files.
+
+    Under torchrun the videos are shared among the ranks (:func:`score_split`) and rank 0
+    writes the files; every rank returns the report. ``keep_scores``, when given, receives
+    ``video id -> (scores, labels)``.
+    """
     from .checkpoint import load_model
     from .evaluate import evaluate as compute, get_protocol
 
     run = Path(run)
+    if not distributed.is_main():
+        log, progress = _silent, False
     model, cfg, ckpt = load_model(run)
+    model.to(distributed.device())
     if dataset is not None:
         cfg.data.dataset = dataset
     if scene is not None:
@@ -226,11 +277,10 @@ def evaluate(run: str | Path, root: str | Path, *, dataset: str | None = None, s
     proto = get_protocol(protocol, patch=cfg.score.patch, shifted_grid=cfg.score.shifted_grid,
                          **(protocol_overrides or {}))
     index = open_dataset(cfg, root)
-    store = open_frames(cfg, index, "testing", progress)
     t0 = time.perf_counter()
-    scores = score_store(model, cfg, store, progress)
+    scores = score_split(model, cfg, index, progress)
     seconds = time.perf_counter() - t0
-    labels = {r.video_id: r.labels for r in store.videos}
+    labels = {r.video_id: r.labels for r in index.testing}
     videos = {vid: (scores[vid], labels[vid]) for vid in scores}
     report = compute(videos, proto)
     report.update({
@@ -240,12 +290,15 @@ def evaluate(run: str | Path, root: str | Path, *, dataset: str | None = None, s
                   "channels": cfg.data.channels, "steps": ckpt.get("step"),
                   "anomaly_weight": ckpt.get("anomaly_weight")},
         "scoring_seconds": round(seconds, 2),
-        "scoring_fps": round(sum(len(a) for a in store.arrays) / max(seconds, 1e-9), 1),
+        "scoring_fps": round(sum(len(a) for a in scores.values()) / max(seconds, 1e-9), 1),
+        "processes": distributed.world_size() if distributed.is_active() else 1,
     })
     if not report.get("labels_available"):
         log("note: the test split has no labels; scores are written but no AUC can be computed")
     out = Path(out) if out else (run / "eval" if run.is_dir() else run.parent / f"eval-{run.stem}")
-    write_evaluation(out, report, videos, proto, plots=plots)
+    distributed.run_on_main(write_evaluation, out, report, videos, proto, plots=plots)
+    if keep_scores is not None:
+        keep_scores.update(videos)
     return report
 
 

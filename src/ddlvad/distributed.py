@@ -81,11 +81,12 @@ def session() -> Iterator[bool]:
                         f"several processes with torchrun (`torchrun --nproc_per_node N -m ddlvad ...`)")
     if torch.cuda.is_available():
         torch.cuda.set_device(device())
-        dist.init_process_group("nccl", device_id=device())
+        dist.init_process_group("nccl")
     else:
         dist.init_process_group("gloo")
     try:
         yield True
+        dist.barrier()  # leave together: a rank tearing down gloo while another still talks aborts
     finally:
         dist.destroy_process_group()
 

@@ -112,8 +112,8 @@ class TrainConfig:
     """``fp32``, or ``bf16``: forward passes under bfloat16 autocast (losses and weights stay
     float32). Meant for CUDA; allowed, but slower and untuned, on the CPU."""
     compile: bool = False
-    """Run the network through ``torch.compile``. Meant for CUDA; not measured to help on a
-    CPU, and not combined with sync_batchnorm on a CPU (its all-reduce does not compile)."""
+    """Run the network through ``torch.compile``. Meant for CUDA; on a 2-core CPU it was
+    slower (docs/distributed.md). Untested together with sync_batchnorm."""
 
 
 @dataclass

@@ -24,6 +24,9 @@ EXAMPLES = """examples:
   ddlvad detect clip.mp4 --run runs/tiny        # scores.csv, events.json, overlay.mp4 in runs/tiny/detect/clip
   ddlvad detect 0 --run runs/tiny --no-overlay  # live camera 0 (or rtsp://... URL); Ctrl-C stops cleanly
   ddlvad export runs/tiny --format onnx         # clip (B, C, T, H, W) -> reconstruction, error, score
+  torchrun --nproc_per_node 8 -m ddlvad train --data ped2/ --out runs/ped2   # one run on 8 GPUs
+  ddlvad train --data shanghaitech/ --all-scenes --jobs 4 --out runs/sh     # one model per scene
+  ddlvad evaluate runs/sh --data shanghaitech/                              # per-scene + aggregate
 """
 
 
@@ -99,10 +102,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
     p.add_argument("--force", action="store_true", help="replace the run in --out")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--all-scenes", action="store_true",
+                   help="ShanghaiTech: train one model per scene into OUT/scene-S (child processes)")
+    p.add_argument("--jobs", type=int, default=1, help="with --all-scenes: scenes trained at a time (default: 1)")
     _config_args(p, "cpu")
 
     p = sub.add_parser("evaluate", help="score the test split and write report.json, scores.csv, plots, report.html")
-    p.add_argument("run", help="run folder (holds checkpoint.pt)")
+    p.add_argument("run", help="run folder (holds checkpoint.pt), or a folder of per-scene runs (scene-*/)")
     p.add_argument("--data", required=True, help="dataset root folder")
     p.add_argument("--dataset")
     p.add_argument("--scene")
@@ -192,7 +198,9 @@ def run_command(args: argparse.Namespace) -> int:
               f"testing videos of {desc['spec']['frames']} frames, {abnormal} abnormal test frames")
         return 0
     if args.command == "train":
-        if args.resume:
+        from .distributed import is_main
+
+        if args.resume and not args.all_scenes:
             if not args.out:
                 raise UserError("--resume needs --out RUN: the run folder to continue")
             if args.config or args.preset:
@@ -202,17 +210,37 @@ def run_command(args: argparse.Namespace) -> int:
                 raise UserError(f"--resume: no config.yaml in {args.out}; start a new run without --resume")
         cfg = build_config(args, "cpu")
         out = args.out or f"runs/{Path(args.data).name}-{cfg.model.arch}-{cfg.ddl.mode}"
+        if args.jobs != 1 and not args.all_scenes:
+            raise UserError("--jobs goes with --all-scenes (scenes trained at a time)")
+        if args.all_scenes:
+            workflow.train_scenes(cfg, args.data, out, jobs=args.jobs, resume=args.resume, force=args.force,
+                                  tracks_file=args.tracks)
+            return 0
         summary = workflow.train(cfg, args.data, out, resume=args.resume, force=args.force,
                                  tracks_file=args.tracks, progress=not args.quiet)
-        print(json.dumps(summary))
+        if is_main():
+            print(json.dumps(summary))
         return 0
     if args.command == "evaluate":
+        from .distributed import is_main
+
         overrides = {k: v for k, v in {"smoothing": args.smoothing, "window": args.window,
                                        "sigma": args.sigma, "normalise": args.normalise}.items() if v is not None}
+        if workflow.is_scene_folder(args.run):
+            if args.scene:
+                raise UserError(f"{args.run} holds one run per scene: evaluate one scene with "
+                                f"`ddlvad evaluate {Path(args.run) / ('scene-' + args.scene)} --data ...`")
+            report = workflow.evaluate_scenes(args.run, args.data, protocol=args.protocol,
+                                              protocol_overrides=overrides, out=args.out, cache_dir=args.cache_dir,
+                                              plots=not args.no_plots, progress=not args.quiet)
+            if is_main():
+                workflow.print_scene_summary(report)
+            return 0
         report = workflow.evaluate(args.run, args.data, dataset=args.dataset, scene=args.scene,
                                    protocol=args.protocol, protocol_overrides=overrides, out=args.out,
                                    cache_dir=args.cache_dir, plots=not args.no_plots, progress=not args.quiet)
-        workflow.print_summary(report)
+        if is_main():
+            workflow.print_summary(report)
         return 0
     if args.command == "detect":
         return _detect(args)
@@ -322,7 +350,8 @@ def main(argv: list[str] | None = None) -> int:
         if debug:
             raise
         _close_progress_bars()
-        print(f"ddlvad: error: {exc}", file=sys.stderr)
+        if not getattr(exc, "quiet", False):  # an error every rank raises alike is printed by rank 0
+            print(f"ddlvad: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         if debug:

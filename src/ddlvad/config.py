@@ -24,6 +24,7 @@ ARCHS = ("c3dsu", "unet")
 BLOCKS = ("reference", "paper")
 LOSS_FORMS = ("pixel", "norm")
 MASK_SOURCES = ("tracks", "random")
+PRECISIONS = ("fp32", "bf16")
 
 
 @dataclass
@@ -102,6 +103,17 @@ class TrainConfig:
     """torch intra-op threads; None keeps torch's default."""
     workers: int = 0
     """DataLoader worker processes."""
+    sync_batchnorm: bool = False
+    """With several processes (torchrun), compute BatchNorm statistics over the global batch:
+    the run then equals one process holding the whole batch. False (the reference): each
+    process normalises with the statistics of its own slice, as every replica of the
+    reference's DataParallel does. Ignored in a single process."""
+    precision: str = "fp32"
+    """``fp32``, or ``bf16``: forward passes under bfloat16 autocast (losses and weights stay
+    float32). Meant for CUDA; allowed, but slower and untuned, on the CPU."""
+    compile: bool = False
+    """Run the network through ``torch.compile``. Meant for CUDA; on a 2-core CPU it was
+    slower (docs/distributed.md). Untested together with sync_batchnorm."""
 
 
 @dataclass
@@ -188,6 +200,7 @@ class Config:
         _choice("ddl.mode", l.mode, MODES)
         _choice("ddl.loss_form", l.loss_form, LOSS_FORMS)
         _choice("data.masks", d.masks, MASK_SOURCES)
+        _choice("train.precision", t.precision, PRECISIONS)
         if m.latent < 8 or m.latent % 8:
             raise UserError(f"model.latent={m.latent}: must be a positive multiple of 8")
         if not 0 <= m.dropout < 1:

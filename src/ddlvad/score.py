@@ -61,6 +61,10 @@ def worst_patches(error: torch.Tensor, patch: int = 16, shifted_grid: bool = Tru
     return best, boxes
 
 
+def _device(model: nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
 def to_tensor(frames: np.ndarray) -> torch.Tensor:
     """uint8 ``(N, H, W, C)`` -> float ``(N, C, H, W)`` in [0, 1]."""
     return torch.from_numpy(np.array(frames)).permute(0, 3, 1, 2).float().div_(255.0)  # copy: memmaps are read-only
@@ -73,7 +77,7 @@ def reconstruct_windows(model: nn.Module, frames: np.ndarray, centres: np.ndarra
     T = model.frames
     h = T // 2
     first, count = int(centres[0]), len(centres)
-    x = to_tensor(frames[first - h: first + count + h])          # (count + T - 1, C, H, W)
+    x = to_tensor(frames[first - h: first + count + h]).to(_device(model))  # (count + T - 1, C, H, W)
     feats = model.encode_frames(x)                               # per level (count+T-1, ch, h, w)
     windows = [torch.stack([f[k:k + count] for k in range(T)], dim=2) for f in feats]  # (count, ch, T, h, w)
     return model.decode_windows(windows)
@@ -87,7 +91,7 @@ def iter_video(model: nn.Module, frames: np.ndarray, batch_size: int = 16
     for start in range(h, n - h, batch_size):
         centres = np.arange(start, min(start + batch_size, n - h))
         recon = reconstruct_windows(model, frames, centres)
-        yield centres, to_tensor(frames[centres]), recon
+        yield centres, to_tensor(frames[centres]).to(recon.device), recon
 
 
 @torch.inference_mode()
@@ -99,7 +103,7 @@ def score_video(model: nn.Module, frames: np.ndarray, patch: int = 16, shifted_g
     model.eval()
     scores = np.full(len(frames), np.nan, dtype=np.float64)
     for centres, target, recon in iter_video(model, frames, batch_size):
-        scores[centres] = patch_scores(pixel_error(target, recon), patch, shifted_grid).numpy()
+        scores[centres] = patch_scores(pixel_error(target, recon), patch, shifted_grid).cpu().numpy()
     model.train(was_training)
     return scores
 
@@ -114,11 +118,11 @@ def score_video_naive(model: nn.Module, frames: np.ndarray, patch: int = 16, shi
     T = model.frames
     h = T // 2
     scores = np.full(len(frames), np.nan, dtype=np.float64)
-    x = to_tensor(frames)
+    x = to_tensor(frames).to(_device(model))
     for start in range(h, len(frames) - h, batch_size):
         centres = np.arange(start, min(start + batch_size, len(frames) - h))
         clips = torch.stack([x[c - h:c + h + 1] for c in centres]).permute(0, 2, 1, 3, 4)  # (B, C, T, H, W)
         recon = model(clips)
-        scores[centres] = patch_scores(pixel_error(x[centres], recon), patch, shifted_grid).numpy()
+        scores[centres] = patch_scores(pixel_error(x[centres], recon), patch, shifted_grid).cpu().numpy()
     model.train(was_training)
     return scores

@@ -3,10 +3,16 @@
 Every random choice is a pure function of ``(train.seed, step)`` or ``(train.seed, epoch)``
 (window order, masks, noise), so a run resumed from a checkpoint draws exactly what the
 uninterrupted run would have drawn.
+
+Under torchrun (see distributed.py) every process takes a contiguous slice of each global
+batch and draws exactly what a single process draws for those windows; the network and the
+anomaly weight are one DistributedDataParallel module, so ``l`` is averaged like any
+weight; rank 0 alone writes metrics, checkpoints and the summary.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import shutil
@@ -19,9 +25,10 @@ from typing import Sequence
 
 import numpy as np
 import torch
+from torch import nn
 from tqdm import tqdm
 
-from . import __version__
+from . import __version__, distributed
 from .checkpoint import CHECKPOINT, load_checkpoint, save_atomic
 from .config import Config
 from .data.clips import WindowIndex, epoch_order, gather_clips, object_masks, random_masks
@@ -78,8 +85,31 @@ def prepare_run_dir(run_dir: Path, resume: bool, force: bool) -> None:
         raise UserError(f"cannot write to {run_dir} ({exc.strerror}); choose another --out") from None
 
 
+class DDLNet(nn.Module):
+    """The network and the anomaly weight as one module: one call is a training step's
+    forward passes, so that DistributedDataParallel synchronises ``l`` like any weight."""
+
+    def __init__(self, model: nn.Module, weight: AnomalyWeight):
+        super().__init__()
+        self.model = model
+        self.weight = weight
+
+    def forward(self, clip: torch.Tensor, mask: torch.Tensor | None = None, noise: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """``f(X)``, then (with a mask) ``X_A`` and ``f(X_A)``: two separate passes, as in the reference."""
+        if mask is None:
+            return self.model(clip), None, None
+        anomalous = pseudo_anomaly(clip, mask, self.weight(), noise=noise)  # Eqs. 1-2
+        return self.model(clip), anomalous, self.model(anomalous)         # f(X), X_A, f(X_A)
+
+
 class Trainer:
-    """One DDL training run in ``run_dir``. ``run()`` trains and returns the summary."""
+    """One DDL training run in ``run_dir``. ``run()`` trains and returns the summary.
+
+    Inside a torchrun process group (:mod:`ddlvad.distributed`) it trains with
+    DistributedDataParallel: ``train.batch_size`` is the global batch and must be divisible
+    by the number of processes.
+    """
 
     def __init__(self, cfg: Config, data: TrainingData, run_dir: str | Path, progress: bool = True):
         self.cfg = cfg.validate()
@@ -95,10 +125,17 @@ class Trainer:
                             f"T={cfg.data.frames} frames")
         self.batches_per_epoch = math.ceil(len(self.index) / t.batch_size)
         self.total_steps = t.steps if t.steps is not None else t.epochs * self.batches_per_epoch
+        active = distributed.is_active()
+        self.world = distributed.world_size() if active else 1
+        self.rank = distributed.rank() if active else 0
+        check_global_batch(t.batch_size, self.world)
+        self.device = distributed.device()
 
         torch.manual_seed(t.seed)
-        self.model = build_model(cfg)
-        self.weight = AnomalyWeight(cfg.ddl.init_logit, trainable=cfg.ddl.mode == "ddl")
+        self.model = build_model(cfg).to(self.device)
+        self.weight = AnomalyWeight(cfg.ddl.init_logit, trainable=cfg.ddl.mode == "ddl").to(self.device)
+        if t.sync_batchnorm:
+            self.model = distributed.sync_batchnorm(self.model)
         groups = [{"params": self.model.parameters(), "lr": t.lr}]
         if cfg.ddl.mode == "ddl":
             groups.append({"params": self.weight.parameters(),
@@ -109,6 +146,17 @@ class Trainer:
         self.step = 0
         self.skipped = 0
         self.elapsed = 0.0
+        self.net = DDLNet(self.model, self.weight)
+        self.engine: nn.Module = self.net
+        if active:
+            from torch.nn.parallel import DistributedDataParallel
+
+            # l has requires_grad only in ddl mode, where every step uses it: no unused parameters
+            self.engine = DistributedDataParallel(
+                self.net, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        if t.compile:
+            self.engine = torch.compile(self.engine)
+        self.autocast = dict(device_type=self.device.type, dtype=torch.bfloat16, enabled=t.precision == "bf16")
 
     # ------------------------------------------------------------------ one step
     def batch_windows(self, step: int) -> np.ndarray:
@@ -117,38 +165,58 @@ class Trainer:
         epoch, pos = divmod(step, self.batches_per_epoch)
         return epoch_order(len(self.index), self.cfg.train.seed, epoch)[pos * bs:(pos + 1) * bs]
 
+    def rank_positions(self, n: int) -> range:
+        """This rank's contiguous slice of a global batch of ``n`` windows (all of it in one process)."""
+        return distributed.batch_slice(n, self.world, self.rank)
+
     def train_step(self, step: int) -> dict[str, float] | None:
-        """One optimiser step; None when the batch has no masked pixel (skipped, as in the reference)."""
+        """One optimiser step; None when the (global) batch has no masked pixel (skipped, as in
+        the reference). Returns the global batch's loss parts."""
         cfg, d = self.cfg, self.cfg.data
-        windows = self.batch_windows(step)
-        rngs = sample_rngs(cfg.train.seed, step, range(len(windows)))
-        clip = gather_clips(self.data.frames, self.index, windows)          # (B, C, T, H, W)
+        batch = self.batch_windows(step)                                     # the global batch
+        part = self.rank_positions(len(batch))
+        mine = len(part)
+        share = mine / len(batch)                                            # this rank's fraction
+        if not mine:  # an epoch's last batch with fewer windows than ranks: a zero-weight stand-in
+            part = range(1)
+        rngs = sample_rngs(cfg.train.seed, step, part)                       # keyed by global position
+        windows = batch[part.start:part.stop]
+        clip = gather_clips(self.data.frames, self.index, windows).to(self.device)  # (B, C, T, H, W)
         t = d.frames // 2
         target = clip[:, :, t]                                               # (B, C, H, W)
-        self.model.train()
-        if cfg.ddl.mode == "recon":
-            parts = ddl_loss(target, self.model(clip))
-        else:
+        self.net.train()
+        mask = noise = None
+        if cfg.ddl.mode != "recon":
             if d.masks == "tracks":
                 mask = object_masks(self.data.tracks, self.index, windows, d.height, d.width, rngs)
             else:
                 mask = random_masks(d.frames, d.height, d.width, rngs)
-            if mask.sum() == 0:
+            if distributed.all_sum([mask.sum().item() if share else 0.0])[0] == 0:
                 return None
-            s = self.weight()
-            anomalous = pseudo_anomaly(clip, mask, s, noise=uniform_noise(clip.shape, rngs))  # Eqs. 1-2
-            recon = self.model(clip)                                         # f(X)
-            recon_anomalous = self.model(anomalous)                          # f(X_A), a separate pass
-            parts = ddl_loss(target, recon, anomalous[:, :, t], recon_anomalous, mask[:, 0, t],
+            mask = mask.to(self.device)
+            noise = uniform_noise(clip.shape, rngs).to(self.device)         # A ~ U[0, 1)
+        with torch.autocast(**self.autocast):
+            recon, anomalous, recon_anomalous = self.engine(clip, mask, noise)  # f(X), X_A, f(X_A)
+        if mask is None:
+            parts = ddl_loss(target, recon.float())                          # Eq. 4
+        else:
+            parts = ddl_loss(target, recon.float(), anomalous[:, :, t], recon_anomalous.float(), mask[:, 0, t],
                              cfg.ddl.lam, cfg.ddl.loss_form, cfg.ddl.eps)    # Eq. 3
-        if not torch.isfinite(parts.total):
+        values = parts.as_floats()
+        if self.world > 1:  # the global batch's values: each rank's share-weighted part, summed
+            values = dict(zip(values, distributed.all_sum([v * share for v in values.values()])))
+        if not all(math.isfinite(v) for v in values.values()):
             self.save_checkpoint()  # no-op for the weights: the last good state is still in memory
-            raise UserError(f"non-finite loss at step {step}: {parts.as_floats()}; lower --lr or change "
-                            f"ddl.eps; the last good checkpoint is {self.run_dir / CHECKPOINT}")
+            raise distributed.shared_error(
+                f"non-finite loss at step {step}: {values}; lower --lr or change "
+                f"ddl.eps; the last good checkpoint is {self.run_dir / CHECKPOINT}")
+        loss = parts.total
+        if mine * self.world != len(batch):  # unequal slices: DDP's mean over ranks must weigh them by size
+            loss = loss * (share * self.world)
         self.optimizer.zero_grad(set_to_none=True)
-        parts.total.backward()
+        loss.backward()
         self.optimizer.step()
-        return parts.as_floats()
+        return values
 
     # ------------------------------------------------------------------ state
     def state(self) -> dict:
@@ -168,6 +236,8 @@ class Trainer:
         }
 
     def save_checkpoint(self, extra: dict | None = None) -> None:
+        if self.rank != 0:
+            return
         state = self.state()
         if extra:
             state.update(extra)
@@ -175,6 +245,8 @@ class Trainer:
 
     def save_snapshot(self) -> None:
         """Weights only (loadable like a checkpoint): ``RUN/snapshots/step_NNNNNN.pt``."""
+        if self.rank != 0:
+            return
         folder = self.run_dir / "snapshots"
         folder.mkdir(exist_ok=True)
         state = {k: v for k, v in self.state().items() if k not in ("optimizer", "scheduler")}
@@ -203,19 +275,21 @@ class Trainer:
     # ------------------------------------------------------------------ loop
     def run(self, resume: bool = False) -> dict:
         cfg = self.cfg
+        main = self.rank == 0
         metrics_path = self.run_dir / "metrics.jsonl"
         if resume:
-            self.load_state(load_checkpoint(self.run_dir))
-            _truncate_metrics(metrics_path, self.step)
-        else:
+            self.load_state(distributed.run_on_main(load_checkpoint, self.run_dir))
+            if main:
+                _truncate_metrics(metrics_path, self.step)
+        elif main:
             cfg.to_yaml(self.run_dir / "config.yaml")
             metrics_path.write_text("")
         interrupted = _InterruptFlag()
-        bar = tqdm(total=self.total_steps, initial=self.step, disable=not self.progress,
+        bar = tqdm(total=self.total_steps, initial=self.step, disable=not (self.progress and main),
                    desc="train", unit="step", dynamic_ncols=True)
         t0 = time.perf_counter() - self.elapsed
         try:
-            with open(metrics_path, "a") as log, interrupted:
+            with (open(metrics_path, "a") if main else contextlib.nullcontext()) as log, interrupted:
                 while self.step < self.total_steps:
                     parts = self.train_step(self.step)
                     self.step += 1
@@ -225,7 +299,7 @@ class Trainer:
                     self.elapsed = time.perf_counter() - t0
                     if parts is None:
                         self.skipped += 1
-                    if self.step % cfg.train.log_every == 0 or self.step == self.total_steps:
+                    if main and (self.step % cfg.train.log_every == 0 or self.step == self.total_steps):
                         row = {"step": self.step, "epoch": (self.step - 1) // self.batches_per_epoch,
                                **(parts or {"skipped": 1}), "weight": self.weight().item(),
                                "lr": self.optimizer.param_groups[0]["lr"], "seconds": round(self.elapsed, 3)}
@@ -239,21 +313,25 @@ class Trainer:
                         self.save_checkpoint()
                     if cfg.train.snapshot_every and self.step % cfg.train.snapshot_every == 0:
                         self.save_snapshot()
+                    if self.world > 1:  # a signal reaches the ranks at different steps: stop together
+                        interrupted.hit = distributed.all_sum([interrupted.hit])[0] > 0
                     if interrupted.hit:
                         self.save_checkpoint()
                         raise TrainingInterrupted(
                             f"interrupted at step {self.step}; checkpoint saved: resume with --resume")
         finally:
             bar.close()
-        threshold = self.calibrate_threshold()
+        distributed.broadcast_buffers(self.model)  # plain BN: every rank ends with rank 0's statistics
+        threshold = distributed.run_on_main(self.calibrate_threshold)
         summary = {
             "steps": self.step, "skipped_batches": self.skipped,
             "epochs": self.step / self.batches_per_epoch, "minutes": round(self.elapsed / 60, 3),
             "anomaly_weight": self.weight().item(), "threshold": threshold,
-            "training_windows": len(self.index), "version": __version__,
+            "training_windows": len(self.index), "processes": self.world, "version": __version__,
         }
         self.save_checkpoint({"threshold": threshold})
-        (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+        if main:
+            (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
         return summary
 
     def calibrate_threshold(self, max_frames: int = 600) -> dict:
@@ -271,6 +349,14 @@ class Trainer:
         return {"value": float(np.percentile(values, sc.threshold_percentile)),
                 "percentile": sc.threshold_percentile, "frames": int(values.size),
                 "source": "training frames"}
+
+
+def check_global_batch(batch_size: int, world: int) -> None:
+    """``train.batch_size`` is the global batch: each of ``world`` processes takes an equal slice."""
+    if batch_size % world:
+        raise distributed.shared_error(
+            f"train.batch_size={batch_size} (--batch-size) is the global batch: it must be divisible by "
+            f"the {world} processes (e.g. --batch-size {batch_size // world * world or world})")
 
 
 def sample_rngs(seed: int, step: int, positions) -> list[np.random.Generator]:

@@ -18,6 +18,7 @@ from typing import Callable
 
 import numpy as np
 
+from . import distributed
 from .config import Config
 from .data.frames import FrameSpec, FrameStore, default_cache_dir
 from .data.layouts import DatasetIndex, index_dataset
@@ -163,24 +164,36 @@ def training_tracks(cfg: Config, index: DatasetIndex, store: FrameStore, tracks_
 
 
 # ---------------------------------------------------------------------- train
+@distributed.collective
 def train(cfg: Config, root: str | Path, out: str | Path, *, resume: bool = False, force: bool = False,
           tracks_file: str | Path | None = None, progress: bool = True, log: Log = _stderr) -> dict:
-    from .train import Trainer, TrainingData, prepare_run_dir
+    """Train one model into ``out``. Under torchrun: one DDP run, rank 0 writes ``out``."""
+    from .train import Trainer, TrainingData, check_global_batch, prepare_run_dir
 
     out = Path(out)
+    if not distributed.is_main():
+        log, progress = _silent, False
     cfg.validate()
-    prepare_run_dir(out, resume, force)
+    if distributed.is_active():
+        check_global_batch(cfg.train.batch_size, distributed.world_size())
+    distributed.run_on_main(prepare_run_dir, out, resume, force)
     index = open_dataset(cfg, root)
-    store = open_frames(cfg, index, "training", progress)
-    tracks = training_tracks(cfg, index, store, tracks_file, progress, log)
+    with distributed.local_main_first():  # fill the frame and track caches once per machine
+        store = open_frames(cfg, index, "training", progress)
+        tracks = training_tracks(cfg, index, store, tracks_file, progress, log)
     data = TrainingData(store.arrays, tracks, [r.video_id for r in store.videos])
     trainer = Trainer(cfg, data, out, progress=progress)
+    where = f" on {trainer.world} processes ({trainer.device.type})" if trainer.world > 1 else ""
     log(f"training {cfg.model.arch} ({cfg.ddl.mode}) on {len(trainer.index)} windows of "
-        f"{len(store)} videos for {trainer.total_steps} steps -> {out}")
+        f"{len(store)} videos for {trainer.total_steps} steps{where} -> {out}")
     summary = trainer.run(resume=resume)
     log(f"done: {summary['steps']} steps in {summary['minutes']:.1f} min, anomaly weight "
         f"{summary['anomaly_weight']:.3f}")
     return summary
+
+
+def _silent(msg: str) -> None:
+    pass
 
 
 # ---------------------------------------------------------------------- evaluate
@@ -206,15 +219,52 @@ def _check_frames_fit(cfg: Config, store: FrameStore) -> None:
                         f"frames but the data is {spec.height}x{spec.width}x{spec.channels}")
 
 
+def score_split(model, cfg: Config, index: DatasetIndex, progress: bool = True) -> dict[str, np.ndarray]:
+    """Frame scores of every testing video, keyed by video id in index order.
+
+    Under torchrun each rank scores whole videos (dealt by frame count, see
+    :func:`distributed.split_by_size`) and every rank receives all the scores: each frame is
+    scored exactly once, so the result equals one process's.
+    """
+    records = index.testing
+    if not records:
+        raise UserError(f"{index.root}: the testing split has no videos")
+    mine = [records[i] for i in distributed.my_share([_frame_count(r) for r in records])]
+    part = {}
+    if mine:
+        store = FrameStore(mine, FrameSpec.from_config(cfg.data), cfg.data.cache_dir,
+                           progress=progress and distributed.is_main())
+        part = score_store(model, cfg, store, progress and distributed.is_main())
+    scores = distributed.gather_dicts(part)
+    return {r.video_id: scores[r.video_id] for r in records}
+
+
+def _frame_count(record) -> int:
+    """Frames of a video, known without decoding it (1 when unknown): the weight of its share."""
+    if record.frame_files is not None:
+        return len(record.frame_files)
+    return len(record.labels) if record.labels is not None else 1
+
+
+@distributed.collective
 def evaluate(run: str | Path, root: str | Path, *, dataset: str | None = None, scene: str | None = None,
              protocol: str = "paper", protocol_overrides: dict | None = None, out: str | Path | None = None,
-             cache_dir: str | None = None, plots: bool = True, progress: bool = True, log: Log = _stderr) -> dict:
-    """Score every test frame with the trained model of ``run`` and write the report files."""
+             cache_dir: str | None = None, plots: bool = True, progress: bool = True, log: Log = _stderr,
+             keep_scores: dict | None = None) -> dict:
+    """Score every test frame with the trained model of ``run`` and write the report files.
+
+    Under torchrun the videos are shared among the ranks (:func:`score_split`) and rank 0
+    writes the files; every rank returns the report. ``keep_scores``, when given, receives
+    ``video id -> (scores, labels)``.
+    """
     from .checkpoint import load_model
     from .evaluate import evaluate as compute, get_protocol
 
     run = Path(run)
+    if not distributed.is_main():
+        log, progress = _silent, False
     model, cfg, ckpt = load_model(run)
+    model.to(distributed.device())
     if dataset is not None:
         cfg.data.dataset = dataset
     if scene is not None:
@@ -224,11 +274,10 @@ def evaluate(run: str | Path, root: str | Path, *, dataset: str | None = None, s
     proto = get_protocol(protocol, patch=cfg.score.patch, shifted_grid=cfg.score.shifted_grid,
                          **(protocol_overrides or {}))
     index = open_dataset(cfg, root)
-    store = open_frames(cfg, index, "testing", progress)
     t0 = time.perf_counter()
-    scores = score_store(model, cfg, store, progress)
+    scores = score_split(model, cfg, index, progress)
     seconds = time.perf_counter() - t0
-    labels = {r.video_id: r.labels for r in store.videos}
+    labels = {r.video_id: r.labels for r in index.testing}
     videos = {vid: (scores[vid], labels[vid]) for vid in scores}
     report = compute(videos, proto)
     report.update({
@@ -238,12 +287,15 @@ def evaluate(run: str | Path, root: str | Path, *, dataset: str | None = None, s
                   "channels": cfg.data.channels, "steps": ckpt.get("step"),
                   "anomaly_weight": ckpt.get("anomaly_weight")},
         "scoring_seconds": round(seconds, 2),
-        "scoring_fps": round(sum(len(a) for a in store.arrays) / max(seconds, 1e-9), 1),
+        "scoring_fps": round(sum(len(a) for a in scores.values()) / max(seconds, 1e-9), 1),
+        "processes": distributed.world_size() if distributed.is_active() else 1,
     })
     if not report.get("labels_available"):
         log("note: the test split has no labels; scores are written but no AUC can be computed")
     out = Path(out) if out else (run / "eval" if run.is_dir() else run.parent / f"eval-{run.stem}")
-    write_evaluation(out, report, videos, proto, plots=plots)
+    distributed.run_on_main(write_evaluation, out, report, videos, proto, plots=plots)
+    if keep_scores is not None:
+        keep_scores.update(videos)
     return report
 
 
@@ -321,6 +373,207 @@ def print_summary(report: dict, stream=None) -> None:
     print(f"AUC micro {pct(report.get('auc_micro'))} | macro {pct(report.get('auc_macro'))} | "
           f"EER {pct(report.get('eer'))} | AP {pct(report.get('ap'))} | "
           f"{report.get('frames_scored')} frames scored", file=stream)
+
+
+# ---------------------------------------------------------------------- per-scene jobs
+SCENE_RUN = "scene-{}"
+"""Folder of one scene's run inside a per-scene folder (ShanghaiTech: one model per scene)."""
+
+
+def train_scenes(cfg: Config, root: str | Path, out: str | Path, *, jobs: int = 1, resume: bool = False,
+                 force: bool = False, tracks_file: str | Path | None = None, log: Log = _stderr) -> dict:
+    """Train one model per ShanghaiTech scene of ``root`` into ``out/scene-S``, ``jobs`` at a time.
+
+    Each scene is a child process ``python -m ddlvad train --scene S`` started with the
+    resolved config (``out/scenes-config.yaml``); its output goes to ``out/logs/scene-S.log``.
+    With GPUs every child sees one (``CUDA_VISIBLE_DEVICES``, the least busy first); on a CPU
+    each gets cpu_count/jobs threads unless ``OMP_NUM_THREADS`` is set. ``resume`` continues
+    the scenes that have a checkpoint and starts the others. A failed scene is reported and
+    the others go on; ``out/jobs.json`` records every scene's exit code and time, and a
+    :class:`UserError` naming the failed scenes ends the call (exit 2).
+    """
+    import os
+    import subprocess
+
+    from .checkpoint import CHECKPOINT
+
+    if distributed.world_size() > 1:
+        raise UserError("--all-scenes starts its own processes: run it without torchrun")
+    if cfg.data.scene is not None:
+        raise UserError(f"--all-scenes trains every scene: drop --scene {cfg.data.scene}")
+    if jobs < 1:
+        raise UserError(f"--jobs {jobs}: must be >= 1")
+    cfg.validate()
+    index = open_dataset(cfg, root)
+    if index.dataset != "shanghaitech":
+        raise UserError(f"--all-scenes trains one model per ShanghaiTech scene, but {root} holds {index.dataset} "
+                        f"(pass --dataset shanghaitech if the layout was misdetected)")
+    scenes = sorted({r.scene for r in index.training if r.scene})
+    out = Path(out)
+    runs = {scene: out / SCENE_RUN.format(scene) for scene in scenes}
+    if not (resume or force):
+        taken = [s for s, run in runs.items() if (run / CHECKPOINT).exists() or (run / "config.yaml").exists()]
+        if taken:
+            raise UserError(f"{out} already holds runs of scene(s) {', '.join(taken)}: pass --resume to continue "
+                            f"them or --force to replace them (or choose another --out)")
+    try:
+        (out / "logs").mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"cannot write to {out} ({exc.strerror}); choose another --out") from None
+    config_file = out / "scenes-config.yaml"
+    cfg.to_yaml(config_file)
+    gpus = _visible_gpus()
+    env = dict(os.environ)
+    package_root = str(Path(__file__).resolve().parents[1])  # the children run this very ddlvad
+    env["PYTHONPATH"] = os.pathsep.join([package_root] + [p for p in [env.get("PYTHONPATH")] if p])
+    if not gpus and "OMP_NUM_THREADS" not in env:
+        env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // jobs))
+    log(f"training {len(scenes)} scenes ({', '.join(scenes)}) of {root}, {jobs} at a time"
+        f"{f' on GPUs {gpus}' if gpus else ''} -> {out}")
+
+    pending, running, results = list(scenes), {}, {}
+    busy = {g: 0 for g in gpus}
+    try:
+        while pending or running:
+            while pending and len(running) < jobs:
+                scene = pending.pop(0)
+                run = runs[scene]
+                cmd = [sys.executable, "-m", "ddlvad", "train", "--data", str(root), "--scene", scene,
+                       "--out", str(run), "--quiet"]
+                if resume and (run / CHECKPOINT).exists():
+                    cmd.append("--resume")  # the run continues with its own config.yaml
+                else:
+                    cmd += ["--config", str(config_file)] + (["--force"] if force else [])
+                if tracks_file:
+                    cmd += ["--tracks", str(tracks_file)]
+                child_env, gpu = dict(env), None
+                if gpus:
+                    gpu = min(gpus, key=lambda g: busy[g])  # least busy; ties: first listed
+                    busy[gpu] += 1
+                    child_env["CUDA_VISIBLE_DEVICES"] = gpu
+                log_path = out / "logs" / f"{SCENE_RUN.format(scene)}.log"
+                handle = open(log_path, "w")
+                proc = subprocess.Popen(cmd, stdout=handle, stderr=subprocess.STDOUT, env=child_env)
+                running[scene] = (proc, time.perf_counter(), gpu, handle, log_path)
+                log(f"scene {scene}: started{f' on GPU {gpu}' if gpu is not None else ''} -> {run} "
+                    f"(log {log_path})")
+            time.sleep(0.2)
+            for scene, (proc, t0, gpu, handle, log_path) in list(running.items()):
+                code = proc.poll()
+                if code is None:
+                    continue
+                handle.close()
+                del running[scene]
+                if gpu is not None:
+                    busy[gpu] -= 1
+                seconds = round(time.perf_counter() - t0, 1)
+                results[scene] = {"returncode": code, "seconds": seconds, "run": str(runs[scene]),
+                                  "log": str(log_path), "gpu": gpu}
+                if code == 0:
+                    log(f"scene {scene}: done in {seconds:.0f} s")
+                else:
+                    lines = log_path.read_text(errors="replace").strip().splitlines()
+                    log(f"scene {scene}: FAILED (exit {code}): {lines[-1] if lines else 'no output'}")
+    finally:
+        for proc, _, _, handle, _ in running.values():  # interrupted: children checkpoint and stop
+            proc.terminate()
+            proc.wait()
+            handle.close()
+    failed = sorted(s for s, r in results.items() if r["returncode"] != 0)
+    summary = {"data": str(root), "jobs": jobs, "scenes": {s: results[s] for s in scenes}, "failed": failed}
+    _write_text(out / "jobs.json", json.dumps(summary, indent=2))
+    if failed:
+        raise UserError(f"{len(failed)} of {len(scenes)} scenes failed ({', '.join(failed)}): see "
+                        f"{out / 'logs'}; the other runs are in {out}")
+    return summary
+
+
+def _visible_gpus() -> list[str]:
+    """CUDA devices a child may be given (ids as CUDA_VISIBLE_DEVICES names them); [] without CUDA."""
+    import os
+
+    import torch
+
+    if not torch.cuda.is_available():
+        return []
+    listed = [g.strip() for g in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if g.strip()]
+    return listed or [str(i) for i in range(torch.cuda.device_count())]
+
+
+def is_scene_folder(path: str | Path) -> bool:
+    """True for a folder of per-scene runs (``scene-*/checkpoint.pt``) that is no run itself."""
+    path = Path(path)
+    return (path.is_dir() and not (path / "checkpoint.pt").exists()
+            and any(path.glob(SCENE_RUN.format("*") + "/checkpoint.pt")))
+
+
+@distributed.collective
+def evaluate_scenes(folder: str | Path, root: str | Path, *, protocol: str = "paper",
+                    protocol_overrides: dict | None = None, out: str | Path | None = None,
+                    cache_dir: str | None = None, plots: bool = True, progress: bool = True,
+                    log: Log = _stderr) -> dict:
+    """Evaluate each ``folder/scene-S`` run on scene S's test videos (its report in
+    ``scene-S/eval``) and write ``folder/eval/report.json``: per-scene AUCs, their median
+    (the paper's ShanghaiTech figure) and mean, and the micro AUC pooled over every scene's
+    frames (:func:`ddlvad.evaluate.aggregate_scenes`). Scene folders without a checkpoint are
+    listed under ``missing``."""
+    from .evaluate import aggregate_scenes, evaluate as compute, get_protocol
+
+    folder = Path(folder)
+    if not distributed.is_main():
+        log = _silent
+    runs = sorted(p.parent for p in folder.glob(SCENE_RUN.format("*") + "/checkpoint.pt"))
+    if not runs:
+        raise UserError(f"{folder} holds no scene-*/checkpoint.pt: train with `ddlvad train --all-scenes --out {folder}`")
+    missing = sorted(p.name for p in folder.glob(SCENE_RUN.format("*")) if p.is_dir() and p not in runs)
+    reports: dict[str, dict] = {}
+    scene_runs: dict[str, str] = {}
+    videos: dict = {}
+    for run in runs:
+        scene = run.name[len(SCENE_RUN.format("")):]
+        scene_runs[scene] = str(run)
+        log(f"scene {scene}: evaluating {run}")
+        reports[scene] = evaluate(run, root, scene=scene, protocol=protocol, protocol_overrides=protocol_overrides,
+                                  out=run / "eval", cache_dir=cache_dir, plots=plots, progress=progress, log=log,
+                                  keep_scores=videos)
+    first = reports[min(reports)]["protocol"]
+    proto = get_protocol(protocol, patch=first["patch"], shifted_grid=first["shifted_grid"],
+                         **(protocol_overrides or {}))
+    union = compute(videos, proto)
+    report = aggregate_scenes(reports, union["auc_micro"])
+    report.update({
+        "auc_macro_pooled": union["auc_macro"], "frames_scored": union["frames_scored"],
+        "frames_evaluated": union["frames_evaluated"], "protocol": union["protocol"],
+        "runs": scene_runs, "missing": missing,
+        "data": str(Path(root)), "folder": str(folder),
+    })
+    target = Path(out) if out else folder / "eval"
+    distributed.run_on_main(_write_scene_report, target, report)
+    return report
+
+
+def _write_scene_report(out: Path, report: dict) -> None:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"cannot write to {out} ({exc.strerror}); choose another --out") from None
+    _write_text(out / "report.json", json.dumps(report, indent=2))
+
+
+def print_scene_summary(report: dict, stream=None) -> None:
+    stream = stream or sys.stdout
+
+    def pct(x):
+        return "  -  " if x is None else f"{100 * x:6.2f}"
+
+    print(f"{'scene':>6} {'AUC %':>7}", file=stream)
+    for scene, value in report["scenes"].items():
+        print(f"{scene:>6} {pct(value):>7}", file=stream)
+    if report.get("missing"):
+        print(f"no checkpoint: {', '.join(report['missing'])}", file=stream)
+    print(f"scene AUC median {pct(report['auc_scene_median'])} | mean {pct(report['auc_scene_mean'])} | "
+          f"pooled micro {pct(report['auc_micro_pooled'])} | {report['n_scenes']} scenes, "
+          f"{report['frames_scored']} frames scored", file=stream)
 
 
 # ---------------------------------------------------------------------- demo

@@ -301,19 +301,17 @@ def evaluate(run: str | Path, root: str | Path, *, dataset: str | None = None, s
 
 def write_evaluation(out: Path, report: dict, videos: dict, proto, plots: bool = True) -> None:
     """report.json, scores.csv, plots/*.png and report.html in ``out``."""
-    from .evaluate import normalise, smooth
+    from .evaluate import pooled
 
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UserError(f"cannot write to {out} ({exc.strerror}); choose another --out") from None
     _write_text(out / "report.json", json.dumps(report, indent=2))
+    pool = pooled(videos, proto)  # the smoothed/normalised curves the metrics were computed on
     rows = []
     for vid, (scores, labels) in videos.items():
-        ok = np.isfinite(scores)
-        smoothed = np.full_like(scores, np.nan)
-        if ok.any():
-            smoothed[ok] = normalise(smooth(scores[ok], proto), proto)
+        smoothed = pool.smoothed[vid]
         for i, s in enumerate(scores):
             rows.append([vid, i, "" if np.isnan(s) else f"{s:.6g}",
                          "" if np.isnan(smoothed[i]) else f"{smoothed[i]:.6g}",
@@ -325,24 +323,19 @@ def write_evaluation(out: Path, report: dict, videos: dict, proto, plots: bool =
         writer.writerows(rows)
     tmp.replace(out / "scores.csv")
     if plots:
-        write_plots(out, report, videos, proto)
+        write_plots(out, report, videos, pool)
 
 
-def write_plots(out: Path, report: dict, videos: dict, proto) -> None:
-    from .evaluate import normalise, pooled, smooth
+def write_plots(out: Path, report: dict, videos: dict, pool) -> None:
+    """One score-over-time PNG per video, the ROC, and the offline HTML page."""
     from .plots import roc_figure, save_figure, score_figure
     from .report_html import render_report
 
     images: dict[str, Path] = {}
     (out / "plots").mkdir(exist_ok=True)
     for vid, (scores, labels) in videos.items():
-        ok = np.isfinite(scores)
-        sm = np.full_like(scores, np.nan)
-        if ok.any():
-            sm[ok] = normalise(smooth(scores[ok], proto), proto)
-        fig = score_figure(vid, scores, sm, labels)
+        fig = score_figure(vid, scores, pool.smoothed[vid], labels)
         images[vid] = save_figure(fig, out / "plots" / f"video_{_safe(vid)}.png")
-    pool = pooled(videos, proto)
     if report.get("auc_micro") is not None:
         images["roc"] = save_figure(roc_figure(pool.scores, pool.labels, report["auc_micro"]), out / "plots" / "roc.png")
     html = render_report(report, images, title=f"ddlvad evaluation: {report.get('run', '')}")

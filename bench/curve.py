@@ -25,8 +25,12 @@ def main() -> None:
     args = ap.parse_args()
     run = Path(args.run)
     points = []
+    done: set[int] = set()
     for snap in sorted((run / "snapshots").glob("step_*.pt")) + [run / "checkpoint.pt"]:
         ckpt = load_checkpoint(snap)
+        if ckpt["step"] in done:  # the final checkpoint repeats the last snapshot
+            continue
+        done.add(ckpt["step"])
         paper = workflow.evaluate(snap, args.data, out=run / "curve" / snap.stem, plots=False, progress=False)
         raw = workflow.evaluate(snap, args.data, protocol="raw", out=run / "curve" / f"{snap.stem}-raw",
                                 plots=False, progress=False)

@@ -24,6 +24,8 @@ ARCHS = ("c3dsu", "unet")
 BLOCKS = ("reference", "paper")
 LOSS_FORMS = ("pixel", "norm")
 MASK_SOURCES = ("tracks", "random")
+RETIRED_KEYS = {"train.workers"}
+"""Keys that configs and checkpoints of 0.1.0 development builds may hold; read and ignored."""
 PRECISIONS = ("fp32", "bf16")
 
 
@@ -101,8 +103,6 @@ class TrainConfig:
     """Also keep a copy of the weights every N steps in ``RUN/snapshots/`` (for accuracy-vs-time curves)."""
     threads: int | None = None
     """torch intra-op threads; None keeps torch's default."""
-    workers: int = 0
-    """DataLoader worker processes."""
     sync_batchnorm: bool = False
     """With several processes (torchrun), compute BatchNorm statistics over the global batch:
     the run then equals one process holding the whole batch. False (the reference): each
@@ -167,6 +167,8 @@ class Config:
 
     def set(self, key: str, value: Any) -> None:
         """Set one ``section.field`` to ``value`` (a string is parsed to the field's type)."""
+        if key in RETIRED_KEYS:  # written by earlier versions; no longer has any effect
+            return
         if key == "preset":
             self.preset = str(value)
             return
@@ -235,8 +237,6 @@ class Config:
             raise UserError("train.log_every and train.checkpoint_every must be >= 1")
         if t.snapshot_every is not None and t.snapshot_every < 1:
             raise UserError(f"train.snapshot_every={t.snapshot_every}: must be >= 1")
-        if t.workers < 0:
-            raise UserError(f"train.workers={t.workers}: must be >= 0")
         if t.threads is not None and t.threads < 1:
             raise UserError(f"train.threads={t.threads}: must be >= 1")
         if s.patch < 2 or s.patch > min(d.height, d.width):

@@ -43,7 +43,7 @@ RUN_FILES = ("config.yaml", "metrics.jsonl", CHECKPOINT, "summary.json", "snapsh
 
 
 FREE_ON_RESUME = {"train.steps", "train.epochs", "train.threads", "train.log_every", "train.checkpoint_every",
-                  "train.snapshot_every", "train.workers", "data.cache_dir"}
+                  "train.snapshot_every", "data.cache_dir"}
 """Settings that may change when a run is resumed (they do not change what is computed)."""
 
 

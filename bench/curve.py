@@ -4,7 +4,7 @@
 
 A run trained with ``--set train.snapshot_every=N`` keeps ``RUN/snapshots/step_*.pt``; each
 is scored on the test split and evaluated under the ``paper`` protocol (micro and macro)
-and the ``raw`` one. Prints a table (steps, training minutes, AUCs, anomaly weight) and
+and the ``raw`` one (the same scores, unsmoothed). Prints a table (steps, training minutes, AUCs, anomaly weight) and
 writes it to ``RUN/curve.json``.
 """
 
@@ -16,6 +16,7 @@ from pathlib import Path
 
 from ddlvad import workflow
 from ddlvad.checkpoint import load_checkpoint
+from ddlvad.evaluate import evaluate, get_protocol
 
 
 def main() -> None:
@@ -31,9 +32,10 @@ def main() -> None:
         if ckpt["step"] in done:  # the final checkpoint repeats the last snapshot
             continue
         done.add(ckpt["step"])
-        paper = workflow.evaluate(snap, args.data, out=run / "curve" / snap.stem, plots=False, progress=False)
-        raw = workflow.evaluate(snap, args.data, protocol="raw", out=run / "curve" / f"{snap.stem}-raw",
-                                plots=False, progress=False)
+        videos: dict = {}
+        paper = workflow.evaluate(snap, args.data, out=run / "curve" / snap.stem, plots=False, progress=False,
+                                  keep_scores=videos)
+        raw = evaluate(videos, get_protocol("raw"))  # the same scores, without smoothing
         points.append({"steps": ckpt["step"], "minutes": round(ckpt.get("elapsed", 0) / 60, 2),
                        "auc_micro": paper["auc_micro"], "auc_macro": paper["auc_macro"],
                        "auc_micro_raw": raw["auc_micro"], "auc_macro_raw": raw["auc_macro"],

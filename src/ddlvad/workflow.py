@@ -203,20 +203,12 @@ def score_store(model, cfg: Config, store: FrameStore, progress: bool = True) ->
 
     from .score import score_video
 
-    _check_frames_fit(cfg, store)
     out = {}
     for record, frames in tqdm(list(zip(store.videos, store.arrays)), desc="scoring", unit="video",
                                disable=not progress):
         out[record.video_id] = score_video(model, frames, cfg.score.patch, cfg.score.shifted_grid,
                                            cfg.score.batch_size)
     return out
-
-
-def _check_frames_fit(cfg: Config, store: FrameStore) -> None:
-    spec = store.spec
-    if (spec.height, spec.width, spec.channels) != (cfg.data.height, cfg.data.width, cfg.data.channels):
-        raise UserError(f"the model was trained on {cfg.data.height}x{cfg.data.width}x{cfg.data.channels} "
-                        f"frames but the data is {spec.height}x{spec.width}x{spec.channels}")
 
 
 def score_split(model, cfg: Config, index: DatasetIndex, progress: bool = True) -> dict[str, np.ndarray]:

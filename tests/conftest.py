@@ -51,3 +51,16 @@ def scene(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("scene") / "scene"
     synthesize(root, seed=3, spec=SceneSpec(train_videos=2, test_videos=3, frames=36))
     return root
+
+
+@pytest.fixture
+def cli(capfd):
+    """Run ``ddlvad ARGS...`` in-process: ``cli(*args) -> (exit code, stdout, stderr)``."""
+    from ddlvad.cli import main
+
+    def run(*args):
+        code = main([str(a) for a in args])
+        out = capfd.readouterr()
+        return code, out.out, out.err
+
+    return run

@@ -10,12 +10,6 @@ import pytest
 from ddlvad.cli import main
 
 
-def run_cli(capsys, *args):
-    code = main([str(a) for a in args])
-    out = capsys.readouterr()
-    return code, out.out, out.err
-
-
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, scene):
     """track -> train (tiny) on the synthetic scene; returns (run, cache)."""
@@ -35,9 +29,9 @@ def test_train_writes_exactly_its_files(trained):
     assert summary["threshold"]["value"] > 0
 
 
-def test_evaluate_writes_every_promised_file(trained, scene, capsys):
+def test_evaluate_writes_every_promised_file(trained, scene, cli):
     run, cache = trained
-    code, out, err = run_cli(capsys, "evaluate", run, "--data", scene, "--cache-dir", cache, "--quiet")
+    code, out, err = cli("evaluate", run, "--data", scene, "--cache-dir", cache, "--quiet")
     assert code == 0, err
     ev = run / "eval"
     assert {p.name for p in ev.iterdir()} == {"report.json", "scores.csv", "plots", "report.html"}
@@ -54,17 +48,17 @@ def test_evaluate_writes_every_promised_file(trained, scene, capsys):
     assert "AUC micro" in out
 
 
-def test_raw_protocol_and_gaussian_switch(trained, scene, capsys, tmp_path):
+def test_raw_protocol_and_gaussian_switch(trained, scene, cli, tmp_path):
     run, cache = trained
-    code, _, err = run_cli(capsys, "evaluate", run, "--data", scene, "--cache-dir", cache, "--quiet",
+    code, _, err = cli("evaluate", run, "--data", scene, "--cache-dir", cache, "--quiet",
                            "--protocol", "raw", "--normalise", "minmax", "--out", tmp_path / "e", "--no-plots")
     assert code == 0, err
     report = json.loads((tmp_path / "e" / "report.json").read_text())
     assert report["protocol"]["smoothing"] == "none" and report["protocol"]["normalise"] == "minmax"
 
 
-def test_data_info_json(scene, capsys):
-    code, out, _ = run_cli(capsys, "data", "info", scene, "--json")
+def test_data_info_json(scene, cli):
+    code, out, _ = cli("data", "info", scene, "--json")
     info = json.loads(out)
     assert code == 0 and info["dataset"] == "folder"
     assert info["training"] == {"videos": 2, "frames": 72}
@@ -72,8 +66,8 @@ def test_data_info_json(scene, capsys):
     assert info["testing"]["abnormal_frames"] == sum(int(np.load(p).sum()) for p in (scene / "testing" / "labels").glob("*.npy"))
 
 
-def test_config_show_round_trips(capsys, tmp_path):
-    code, out, _ = run_cli(capsys, "config", "--preset", "paper", "--mode", "sdl")
+def test_config_show_round_trips(cli, tmp_path):
+    code, out, _ = cli("config", "--preset", "paper", "--mode", "sdl")
     assert code == 0
     (tmp_path / "c.yaml").write_text(out)
     from ddlvad import Config
@@ -96,19 +90,19 @@ def test_config_show_round_trips(capsys, tmp_path):
     (["data", "info", "/nonexistent/y"], "/nonexistent/y"),
     (["frobnicate"], "invalid choice"),
 ])
-def test_bad_input_is_one_line_and_exit_2(args, needle, scene, tmp_path, capsys):
+def test_bad_input_is_one_line_and_exit_2(args, needle, scene, tmp_path, cli):
     args = [a.replace("{scene}", str(scene)).replace("{tmp}", str(tmp_path)) for a in args]
-    code, out, err = run_cli(capsys, *args)
+    code, out, err = cli(*args)
     assert code == 2
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("ddlvad: error:") and needle in lines[0], err
     assert "Traceback" not in err
 
 
-def test_existing_run_is_not_overwritten(trained, scene, capsys):
+def test_existing_run_is_not_overwritten(trained, scene, cli):
     run, cache = trained
     before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
-    code, _, err = run_cli(capsys, "train", "--data", scene, "--preset", "tiny", "--out", run, "--cache-dir", cache)
+    code, _, err = cli("train", "--data", scene, "--preset", "tiny", "--out", run, "--cache-dir", cache)
     assert code == 2 and "--resume" in err and "--force" in err
     assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before
 
@@ -131,7 +125,7 @@ def scene_copy(scene, tmp_path):
     ("empty_video", "02"),
     ("no_training", "training"),
 ])
-def test_bad_dataset_through_the_cli(scene_copy, tmp_path, capsys, damage, needle):
+def test_bad_dataset_through_the_cli(scene_copy, tmp_path, cli, damage, needle):
     cache = tmp_path / "cache"
     if damage == "corrupt_image":
         (scene_copy / "training" / "frames" / "01" / "005.jpg").write_bytes(b"not a jpeg")
@@ -149,60 +143,60 @@ def test_bad_dataset_through_the_cli(scene_copy, tmp_path, capsys, damage, needl
 
         shutil.rmtree(scene_copy / "training")
         args = ["train", "--data", scene_copy, "--preset", "tiny", "--out", tmp_path / "r", "--cache-dir", cache]
-    code, _, err = run_cli(capsys, *args)
+    code, _, err = cli(*args)
     errors = [l for l in err.splitlines() if l.startswith("ddlvad: error:")]
     assert code == 2 and len(errors) == 1 and needle in errors[0], err
     assert "Traceback" not in err
 
 
-def test_corrupt_checkpoint_is_a_clear_error(trained, scene, tmp_path, capsys):
+def test_corrupt_checkpoint_is_a_clear_error(trained, scene, tmp_path, cli):
     run = tmp_path / "run"
     run.mkdir()
     (run / "checkpoint.pt").write_bytes((trained[0] / "checkpoint.pt").read_bytes()[:1000])  # truncated
-    code, _, err = run_cli(capsys, "evaluate", run, "--data", scene)
+    code, _, err = cli("evaluate", run, "--data", scene)
     assert code == 2 and "not a readable checkpoint" in err
 
 
-def test_tracks_made_for_other_frame_counts_are_refused(trained, scene, tmp_path, capsys):
+def test_tracks_made_for_other_frame_counts_are_refused(trained, scene, tmp_path, cli):
     from ddlvad.data.tracks import Tracks
 
     bad = Tracks()
     bad.add("01", 99, np.zeros((0, 7)))
     bad.add("02", 36, np.zeros((0, 7)))
     bad.save(tmp_path / "t.npz")
-    code, _, err = run_cli(capsys, "train", "--data", scene, "--preset", "tiny", "--out", tmp_path / "r",
+    code, _, err = cli("train", "--data", scene, "--preset", "tiny", "--out", tmp_path / "r",
                            "--cache-dir", trained[1], "--tracks", tmp_path / "t.npz", "--quiet")
     assert code == 2 and "99" in err and "01" in err
 
 
-def test_test_split_without_labels_is_scored_without_auc(trained, scene_copy, capsys):
+def test_test_split_without_labels_is_scored_without_auc(trained, scene_copy, cli):
     import shutil
 
     shutil.rmtree(scene_copy / "testing" / "labels")
     run, cache = trained
     out = scene_copy.parent / "eval"
-    code, _, err = run_cli(capsys, "evaluate", run, "--data", scene_copy, "--cache-dir", cache, "--out", out, "--quiet")
+    code, _, err = cli("evaluate", run, "--data", scene_copy, "--cache-dir", cache, "--out", out, "--quiet")
     assert code == 0 and "no labels" in err
     report = json.loads((out / "report.json").read_text())
     assert report["auc_micro"] is None and report["labels_available"] is False
     assert report["frames_scored"] == 3 * 34
 
 
-def test_train_runs_tracking_first_when_no_tracks_exist(scene_copy, tmp_path, capsys):
+def test_train_runs_tracking_first_when_no_tracks_exist(scene_copy, tmp_path, cli):
     (scene_copy / "training" / "tracks.npz").unlink()  # no ground-truth boxes, empty cache
-    code, _, err = run_cli(capsys, "train", "--data", scene_copy, "--preset", "tiny", "--steps", "2",
+    code, _, err = cli("train", "--data", scene_copy, "--preset", "tiny", "--steps", "2",
                            "--out", tmp_path / "r", "--cache-dir", tmp_path / "cache", "--quiet")
     assert code == 0, err
     assert "running detection and tracking first" in err
     assert list((tmp_path / "cache" / "tracks").glob("*-training.npz"))
 
 
-def test_track_preview_and_reference_json_import(scene, tmp_path, capsys):
-    code, out, err = run_cli(capsys, "track", scene, "--cache-dir", tmp_path / "c", "--preview", tmp_path / "p", "--quiet")
+def test_track_preview_and_reference_json_import(scene, tmp_path, cli):
+    code, out, err = cli("track", scene, "--cache-dir", tmp_path / "c", "--preview", tmp_path / "p", "--quiet")
     assert code == 0, err
     assert sorted(p.name for p in (tmp_path / "p").iterdir()) == ["training_01.png", "training_02.png"]
     ref = {f"/home/author/data/scene/training/frames/{v}/{f:03d}.jpg": {"1": [0.1, 0.2, 0.3, 0.5]}
            for v in ("01", "02") for f in range(36)}
     (tmp_path / "ref.json").write_text(json.dumps(ref))
-    code, out, err = run_cli(capsys, "track", scene, "--cache-dir", tmp_path / "c", "--import-json", tmp_path / "ref.json")
+    code, out, err = cli("track", scene, "--cache-dir", tmp_path / "c", "--import-json", tmp_path / "ref.json")
     assert code == 0, err and "imported 72 boxes" in out

@@ -24,12 +24,6 @@ from ddlvad.overlay import STRIP
 from ddlvad.score import patch_scores, score_video, to_tensor, worst_patches
 
 
-def run_cli(capfd, *args):
-    code = main([str(a) for a in args])
-    out = capfd.readouterr()
-    return code, out.out, out.err
-
-
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, scene):
     """train (tiny, 60 steps) on the synthetic scene; returns (run, cache). The ground-truth
@@ -124,7 +118,7 @@ def test_folder_and_lossless_video_file_give_identical_scores(detector, scene, t
 
 # ---------------------------------------------------------------------- detect end to end
 def test_detect_finds_the_anomalies_and_stays_quiet_on_held_out_normal_frames(trained, detector, videos, scene,
-                                                                              tmp_path, capfd):
+                                                                              tmp_path, cli):
     # Calibrate the threshold on the normal test video 01 alone (its largest score: 01 raises
     # no event by construction, so it is not checked). The checks use frames the calibration
     # never saw: the anomalies of 03 (vehicle) and 02 (cyclist) must be caught, and the normal
@@ -132,7 +126,7 @@ def test_detect_finds_the_anomalies_and_stays_quiet_on_held_out_normal_frames(tr
     threshold = float(np.nanmax(detector.score(videos["01"][0])))
     run, _ = trained
     out = tmp_path / "d03"
-    code, stdout, err = run_cli(capfd, "detect", scene / "testing" / "frames" / "03", "--run", run,
+    code, stdout, err = cli("detect", scene / "testing" / "frames" / "03", "--run", run,
                                 "--threshold", threshold, "--out", out)
     assert code == 0, err
     assert sorted(p.name for p in out.iterdir()) == ["events.json", "overlay.mp4", "scores.csv"]
@@ -165,9 +159,9 @@ def test_detect_finds_the_anomalies_and_stays_quiet_on_held_out_normal_frames(tr
     assert events and all(e.end_frame >= 7 for e in events)
 
 
-def test_detect_uses_the_runs_threshold_by_default(trained, scene, tmp_path, capfd):
+def test_detect_uses_the_runs_threshold_by_default(trained, scene, tmp_path, cli):
     run, _ = trained
-    code, out, err = run_cli(capfd, "detect", scene / "testing" / "frames" / "01", "--run", run,
+    code, out, err = cli("detect", scene / "testing" / "frames" / "01", "--run", run,
                              "--out", tmp_path / "o", "--no-overlay", "--max-frames", "12")
     assert code == 0, err
     report = json.loads((tmp_path / "o" / "events.json").read_text())
@@ -203,11 +197,11 @@ class FakeCapture:
 
 @pytest.mark.parametrize("end,code,message", [("drop", 1, "stopped sending frames after 20 frames"),
                                               ("interrupt", 130, "interrupted")])
-def test_a_stream_that_stops_leaves_valid_outputs(end, code, message, trained, scene, tmp_path, capfd, monkeypatch):
+def test_a_stream_that_stops_leaves_valid_outputs(end, code, message, trained, scene, tmp_path, cli, monkeypatch):
     images = source_images(scene, "03")
     monkeypatch.setattr("ddlvad.infer._open_capture", lambda target: FakeCapture(images, 20, end))
     out = tmp_path / "live"
-    got, _, err = run_cli(capfd, "detect", "0", "--run", trained[0], "--out", out)
+    got, _, err = cli("detect", "0", "--run", trained[0], "--out", out)
     monkeypatch.undo()
     assert got == code
     assert len(err.strip().splitlines()) == 1 and message in err and "Traceback" not in err
@@ -253,10 +247,10 @@ def test_worst_patch_box_on_both_grids():
 # ---------------------------------------------------------------------- export
 @pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:DeprecationWarning")
 @pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
-def test_exported_model_gives_the_same_scores(fmt, trained, detector, videos, tmp_path, capfd):
+def test_exported_model_gives_the_same_scores(fmt, trained, detector, videos, tmp_path, cli):
     frames = videos["03"][0]
     path = tmp_path / f"model.{fmt}"
-    code, out, err = run_cli(capfd, "export", trained[0], "--format", fmt, "--out", path)
+    code, out, err = cli("export", trained[0], "--format", fmt, "--out", path)
     assert code == 0 and str(path) in out, err
     x = to_tensor(frames)                                                               # (N, C, H, W)
     clips = torch.stack([x[c - 1:c + 2] for c in range(1, len(frames) - 1)])            # (N-2, T, C, H, W)
@@ -299,7 +293,7 @@ def test_frames_with_unconvertible_channels_are_refused(detector):
     ("{frames}", ["--threshold", "nan"], "--threshold"),
     ("{frames}", ["--run", "{tmp}/nothreshold"], "--threshold"),
 ])
-def test_bad_detect_input_is_one_line_and_exit_2(source, extra, needle, trained, scene, tmp_path, capfd):
+def test_bad_detect_input_is_one_line_and_exit_2(source, extra, needle, trained, scene, tmp_path, cli):
     (tmp_path / "broken.mp4").write_text("not a video")
     (tmp_path / "empty").mkdir()
     (tmp_path / "float").mkdir()
@@ -314,7 +308,7 @@ def test_bad_detect_input_is_one_line_and_exit_2(source, extra, needle, trained,
         return a.replace("{tmp}", str(tmp_path)).replace("{frames}", str(scene / "testing" / "frames" / "01"))
 
     args = ["detect", fill(source), "--run", str(trained[0]), "--out", str(tmp_path / "out")] + [fill(a) for a in extra]
-    code, _, err = run_cli(capfd, *args)
+    code, _, err = cli(*args)
     assert code == 2
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("ddlvad: error:") and needle in lines[0], err
@@ -324,8 +318,8 @@ def test_bad_detect_input_is_one_line_and_exit_2(source, extra, needle, trained,
         assert len(read_video(tmp_path / "out" / "overlay.mp4")) == report["frames"] > 0
 
 
-def test_export_bad_input(trained, tmp_path, capfd):
-    code, _, err = run_cli(capfd, "export", trained[0], "--format", "tflite")
+def test_export_bad_input(trained, tmp_path, cli):
+    code, _, err = cli("export", trained[0], "--format", "tflite")
     assert code == 2 and "invalid choice" in err and len(err.strip().splitlines()) == 1
-    code, _, err = run_cli(capfd, "export", tmp_path, "--format", "onnx")
+    code, _, err = cli("export", tmp_path, "--format", "onnx")
     assert code == 2 and "checkpoint" in err

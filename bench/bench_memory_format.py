@@ -1,0 +1,95 @@
+"""Does the channels-last memory format speed up training and scoring on this CPU?
+
+    python bench/bench_memory_format.py [--presets cpu,paper]
+
+For each preset, two trainers with the same seed (so the same initial weights) train on the
+same random frames: one as built, one with every Conv2d moved to ``torch.channels_last``
+(the 4-D weights; oneDNN then runs those convolutions in NHWC). Timed rounds
+alternate between the two so that drift of the machine hits both. Also scores one clip with
+the first trainer's weights in both formats. Prints samples/s, frames/s, the ratios and the largest difference of the losses and
+scores (same math, different memory order: float rounding only). Asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import time
+
+import numpy as np
+import torch
+
+from ddlvad import Config
+from ddlvad.data.tracks import VideoTracks
+from ddlvad.score import score_video
+from ddlvad.train import Trainer, TrainingData
+
+SETTINGS = {"tiny": (10, None, 64), "cpu": (4, None, 64), "paper": (1, 1, 8)}
+"""preset -> (timed steps per round, batch (None: the preset's), scored frames)."""
+
+
+def to_channels_last(model: torch.nn.Module) -> torch.nn.Module:
+    for module in model.modules():
+        if isinstance(module, torch.nn.Conv2d):  # 4-D weights only (the Conv3d ones stay as they are)
+            module.to(memory_format=torch.channels_last)
+    return model
+
+
+def run(preset: str, rounds: int) -> None:
+    steps, batch, frames = SETTINGS[preset]
+    cfg = Config.preset(preset)
+    if batch:
+        cfg.train.batch_size = batch
+    cfg.train.steps = 10**6
+    d = cfg.data
+    rng = np.random.default_rng(0)
+    n = max(frames, cfg.train.batch_size + d.frames)
+    video = rng.integers(0, 256, (n, d.height, d.width, d.channels), dtype=np.uint8)
+    rows = np.array([[f, 1, 0.3, 0.3, 0.6, 0.7, 1.0] for f in range(n)], float)
+    data = TrainingData([video], [VideoTracks(n, rows)], ["v"])
+    arms = {"default": Trainer(cfg, data, "/tmp/ddlvad-bench-unused", progress=False),
+            "channels_last": Trainer(cfg, data, "/tmp/ddlvad-bench-unused", progress=False)}
+    to_channels_last(arms["channels_last"].model)
+    first = {name: tr.train_step(0) for name, tr in arms.items()}  # also the warm-up
+    loss_diff = abs(first["default"]["loss"] - first["channels_last"]["loss"])
+    seconds = dict.fromkeys(arms, 0.0)
+    step = 1
+    for _ in range(rounds):
+        for name, tr in arms.items():
+            t0 = time.perf_counter()
+            for s in range(step, step + steps):
+                tr.train_step(s)
+            seconds[name] += time.perf_counter() - t0
+        step += steps
+    samples = rounds * steps * cfg.train.batch_size
+    clip = video[:frames]
+    sc = cfg.score
+    fps, scores = {}, {}
+    trained = arms["default"].model.eval()  # the same weights in both formats
+    for name, model in (("default", trained), ("channels_last", to_channels_last(copy.deepcopy(trained)))):
+        score_video(model, clip[: d.frames + 1], sc.patch, sc.shifted_grid, sc.batch_size)  # warm-up
+        t0 = time.perf_counter()
+        scores[name] = score_video(model, clip, sc.patch, sc.shifted_grid, sc.batch_size)
+        fps[name] = len(clip) / (time.perf_counter() - t0)
+    ok = np.isfinite(scores["default"])
+    score_diff = float(np.max(np.abs(scores["default"][ok] - scores["channels_last"][ok])))
+    train = {k: samples / v for k, v in seconds.items()}
+    print(f"{preset:6} batch {cfg.train.batch_size:>2} {d.height}x{d.width}x{d.channels}: train samples/s "
+          f"default {train['default']:.3f}, channels_last {train['channels_last']:.3f} "
+          f"(x{train['channels_last'] / train['default']:.2f}); score frames/s default {fps['default']:.2f}, "
+          f"channels_last {fps['channels_last']:.2f} (x{fps['channels_last'] / fps['default']:.2f}); "
+          f"|loss diff| {loss_diff:.1e}, max |score diff| {score_diff:.1e}", flush=True)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--presets", default="cpu,paper")
+    ap.add_argument("--rounds", type=int, default=2, help="alternating timed rounds per arm")
+    args = ap.parse_args()
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    for preset in args.presets.split(","):
+        run(preset, args.rounds)
+
+
+if __name__ == "__main__":
+    main()

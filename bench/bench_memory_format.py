@@ -3,8 +3,9 @@
     python bench/bench_memory_format.py [--presets cpu,paper]
 
 For each preset, two trainers with the same seed (so the same initial weights) train on the
-same random frames: one as built, one with every Conv2d moved to ``torch.channels_last``
-(the 4-D weights; oneDNN then runs those convolutions in NHWC). Timed rounds
+same random frames: one with every Conv2d weight in the default (contiguous) layout, one in
+``torch.channels_last`` as ``build_model`` makes them (oneDNN then runs those convolutions
+in NHWC; the Conv3d weights stay as they are). Timed rounds
 alternate between the two so that drift of the machine hits both. Also scores one clip with
 the first trainer's weights in both formats. Prints samples/s, frames/s, the ratios and the largest difference of the losses and
 scores (same math, different memory order: float rounding only). Asserts nothing.
@@ -21,18 +22,12 @@ import torch
 
 from ddlvad import Config
 from ddlvad.data.tracks import VideoTracks
+from ddlvad.models import set_conv_layout
 from ddlvad.score import score_video
 from ddlvad.train import Trainer, TrainingData
 
 SETTINGS = {"tiny": (10, None, 64), "cpu": (4, None, 64), "paper": (1, 1, 8)}
 """preset -> (timed steps per round, batch (None: the preset's), scored frames)."""
-
-
-def to_channels_last(model: torch.nn.Module) -> torch.nn.Module:
-    for module in model.modules():
-        if isinstance(module, torch.nn.Conv2d):  # 4-D weights only (the Conv3d ones stay as they are)
-            module.to(memory_format=torch.channels_last)
-    return model
 
 
 def run(preset: str, rounds: int) -> None:
@@ -49,7 +44,7 @@ def run(preset: str, rounds: int) -> None:
     data = TrainingData([video], [VideoTracks(n, rows)], ["v"])
     arms = {"default": Trainer(cfg, data, "/tmp/ddlvad-bench-unused", progress=False),
             "channels_last": Trainer(cfg, data, "/tmp/ddlvad-bench-unused", progress=False)}
-    to_channels_last(arms["channels_last"].model)
+    set_conv_layout(arms["default"].model, torch.contiguous_format)  # build_model's own layout is channels-last
     first = {name: tr.train_step(0) for name, tr in arms.items()}  # also the warm-up
     loss_diff = abs(first["default"]["loss"] - first["channels_last"]["loss"])
     seconds = dict.fromkeys(arms, 0.0)
@@ -66,7 +61,8 @@ def run(preset: str, rounds: int) -> None:
     sc = cfg.score
     fps, scores = {}, {}
     trained = arms["default"].model.eval()  # the same weights in both formats
-    for name, model in (("default", trained), ("channels_last", to_channels_last(copy.deepcopy(trained)))):
+    other = set_conv_layout(copy.deepcopy(trained), torch.channels_last)
+    for name, model in (("default", trained), ("channels_last", other)):
         score_video(model, clip[: d.frames + 1], sc.patch, sc.shifted_grid, sc.batch_size)  # warm-up
         t0 = time.perf_counter()
         scores[name] = score_video(model, clip, sc.patch, sc.shifted_grid, sc.batch_size)

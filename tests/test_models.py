@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from ddlvad import Config, UserError, build_model
-from ddlvad.models import C3DSU, UNet, count_parameters
+from ddlvad.models import C3DSU, UNet, count_parameters, set_conv_layout
 from ddlvad.score import score_video, score_video_naive
 
 
@@ -48,6 +48,32 @@ def test_output_shape_range_and_every_parameter_gets_a_gradient(arch, frames):
     out.mean().backward()
     missing = [n for n, p in model.named_parameters() if p.grad is None or not torch.any(p.grad != 0)]
     assert missing == []
+
+
+@pytest.mark.parametrize("arch,frames", [("c3dsu", 3), ("unet", 1)])
+def test_channels_last_layout_changes_no_output_or_gradient(arch, frames):
+    """build_model stores the Conv2d weights channels-last (for speed); the computation is the
+    default layout's up to float rounding: outputs and gradients agree with a copy switched back."""
+    torch.manual_seed(0)
+    cfg = Config.preset("tiny")
+    cfg.model.arch, cfg.data.frames, cfg.data.height, cfg.data.width = arch, frames, 64, 96
+    fast = build_model(cfg).train()
+    conv = next(m for m in fast.modules() if isinstance(m, torch.nn.Conv2d) and m.kernel_size[0] > 1 and m.in_channels > 1)
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last) and not conv.weight.is_contiguous()
+    plain = set_conv_layout(build_model(cfg).train(), torch.contiguous_format)
+    plain.load_state_dict(fast.state_dict())
+    plain_conv = next(m for m in plain.modules() if isinstance(m, torch.nn.Conv2d) and m.kernel_size[0] > 1 and m.in_channels > 1)
+    assert plain_conv.weight.is_contiguous()  # load_state_dict copies values and keeps the layout
+    clip = torch.rand(2, 1, frames, 64, 96)
+    out_fast, out_plain = fast(clip), plain(clip)
+    torch.testing.assert_close(out_fast, out_plain, rtol=1e-4, atol=1e-4)  # measured: 2e-5
+    out_fast.square().mean().backward()
+    out_plain.square().mean().backward()
+    for (name, a), b in zip(fast.named_parameters(), plain.parameters()):
+        torch.testing.assert_close(a.grad, b.grad, rtol=1e-3, atol=1e-5, msg=name)
+    cfg.model.channels_last = False
+    assert build_model(cfg).state_dict().keys() == fast.state_dict().keys()
+    assert all(m.weight.is_contiguous() for m in build_model(cfg).modules() if isinstance(m, torch.nn.Conv2d))
 
 
 @pytest.mark.parametrize("h,w", [(40, 48), (32, 50), (8, 16)])

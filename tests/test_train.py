@@ -9,7 +9,7 @@ import torch
 from ddlvad import Config, UserError
 from ddlvad.checkpoint import load_checkpoint
 from ddlvad.data.tracks import VideoTracks
-from ddlvad.train import Trainer, TrainingData, prepare_run_dir
+from ddlvad.train import Trainer, TrainingData, prepare_run_dir, recalibrate_batchnorm
 
 
 def tiny_data(videos=2, frames=14):
@@ -53,6 +53,36 @@ def test_same_seed_same_run_and_other_seed_differs(tmp_path):
     assert states_equal(a.model.state_dict(), b.model.state_dict())
     assert a.weight.logit.item() == b.weight.logit.item()
     assert not states_equal(a.model.state_dict(), c.model.state_dict())
+
+
+def test_batchnorm_recalibration_changes_only_the_running_statistics(tmp_path):
+    data = tiny_data()
+    plain = Trainer(tiny_cfg(), data, tmp_path / "plain", progress=False)
+    recal = Trainer(tiny_cfg(**{"train.bn_recalibration": 8, "train.snapshot_every": 3}), data, tmp_path / "recal",
+                    progress=False)
+    for t in (plain, recal):
+        t.run_dir.mkdir()
+        t.run()
+    a, b = load_checkpoint(plain.run_dir)["model"], load_checkpoint(recal.run_dir)["model"]
+    stats = {k for k in a if k.endswith(("running_mean", "running_var", "num_batches_tracked"))}
+    assert stats and all(torch.equal(a[k], b[k]) for k in a if k not in stats)  # training itself is untouched
+    assert not any(torch.equal(a[k], b[k]) for k in stats if k.endswith("running_mean"))
+    assert all(b[k].item() == 2 for k in stats if k.endswith("num_batches_tracked"))  # 8 windows, batches of 4
+    # what training stored = the library function applied afterwards to the plain run's network
+    cfg = tiny_cfg()
+    recalibrate_batchnorm(plain.model, data.frames, plain.index, 8, cfg.train.batch_size, cfg.train.seed)
+    after = plain.model.state_dict()
+    for k in stats:
+        torch.testing.assert_close(after[k], b[k], rtol=1e-5, atol=1e-6)
+    # snapshots hold the statistics training would end with there; the last one equals the checkpoint
+    assert states_equal(load_checkpoint(recal.run_dir / "snapshots" / "step_000006.pt")["model"], b)
+    mid = load_checkpoint(recal.run_dir / "snapshots" / "step_000003.pt")["model"]
+    assert all(mid[k].item() == 2 for k in stats if k.endswith("num_batches_tracked"))
+
+
+def test_negative_bn_recalibration_is_a_clear_error():
+    with pytest.raises(UserError, match="train.bn_recalibration"):
+        tiny_cfg(**{"train.bn_recalibration": -1}).validate()
 
 
 def test_resumed_run_ends_bit_for_bit_like_an_uninterrupted_one(tmp_path):

@@ -159,8 +159,25 @@ def build_model(cfg: Config) -> nn.Module:
     m, d = cfg.model, cfg.data
     check_frame_size(d.height, d.width)
     if m.arch == "unet":
-        return UNet(d.channels, m.latent, m.block, m.dropout)
-    return C3DSU(d.channels, m.latent, d.frames, m.block, m.dropout)
+        model = UNet(d.channels, m.latent, m.block, m.dropout)
+    else:
+        model = C3DSU(d.channels, m.latent, d.frames, m.block, m.dropout)
+    return set_conv_layout(model, torch.channels_last if m.channels_last else torch.contiguous_format)
+
+
+def set_conv_layout(model: nn.Module, layout: torch.memory_format) -> nn.Module:
+    """Store every Conv2d weight in ``layout`` (in place; returns ``model``).
+
+    With channels-last weights oneDNN runs the 2-D convolutions (and the BatchNorm, pixel
+    shuffles and concatenations between them) in NHWC: the same computation up to float
+    rounding, and on a 2-core CPU 1.37x the training speed of the ``cpu`` preset and 1.21x
+    that of ``paper`` (bench/bench_memory_format.py; ``model.channels_last``). The Conv3d
+    weights keep the default layout.
+    """
+    for module in model.modules():
+        if isinstance(module, nn.Conv2d):
+            module.to(memory_format=layout)
+    return model
 
 
 def count_parameters(model: nn.Module) -> int:

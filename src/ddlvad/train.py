@@ -26,6 +26,7 @@ from typing import Sequence
 import numpy as np
 import torch
 from torch import nn
+from torch.optim.swa_utils import update_bn
 from tqdm import tqdm
 
 from . import __version__, distributed
@@ -244,12 +245,20 @@ class Trainer:
         save_atomic(state, self.run_dir / CHECKPOINT)
 
     def save_snapshot(self) -> None:
-        """Weights only (loadable like a checkpoint): ``RUN/snapshots/step_NNNNNN.pt``."""
+        """Weights only (loadable like a checkpoint): ``RUN/snapshots/step_NNNNNN.pt``, with
+        the BatchNorm statistics that training would end with if it stopped here (training
+        itself continues with its own)."""
+        kept = [b.clone() for b in self.model.buffers()]
+        self.recalibrate_batchnorm()  # every rank (sync BN all-reduces in forward)
+        state = {k: v for k, v in self.state().items() if k not in ("optimizer", "scheduler")}
+        state["model"] = {k: v.clone() for k, v in state["model"].items()}
+        with torch.no_grad():
+            for buffer, value in zip(self.model.buffers(), kept):
+                buffer.copy_(value)
         if self.rank != 0:
             return
         folder = self.run_dir / "snapshots"
         folder.mkdir(exist_ok=True)
-        state = {k: v for k, v in self.state().items() if k not in ("optimizer", "scheduler")}
         save_atomic(state, folder / f"step_{self.step:06d}.pt")
 
     def load_state(self, ckpt: dict) -> None:
@@ -321,6 +330,7 @@ class Trainer:
                             f"interrupted at step {self.step}; checkpoint saved: resume with --resume")
         finally:
             bar.close()
+        self.recalibrate_batchnorm()  # on every rank, same windows (sync BN all-reduces in forward)
         distributed.broadcast_buffers(self.model)  # plain BN: every rank ends with rank 0's statistics
         threshold = distributed.run_on_main(self.calibrate_threshold)
         summary = {
@@ -333,6 +343,12 @@ class Trainer:
         if main:
             (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
         return summary
+
+    def recalibrate_batchnorm(self) -> None:
+        """:func:`recalibrate_batchnorm` of the network with ``train.bn_recalibration`` windows."""
+        t = self.cfg.train
+        recalibrate_batchnorm(self.model, self.data.frames, self.index, t.bn_recalibration, t.batch_size, t.seed,
+                              self.device)
 
     def calibrate_threshold(self, max_frames: int = 600) -> dict:
         """Score up to ``max_frames`` normal training frames; the configured percentile of
@@ -349,6 +365,20 @@ class Trainer:
         return {"value": float(np.percentile(values, sc.threshold_percentile)),
                 "percentile": sc.threshold_percentile, "frames": int(values.size),
                 "source": "training frames"}
+
+
+def recalibrate_batchnorm(model: nn.Module, frames: Sequence[np.ndarray], index: WindowIndex, count: int,
+                          batch_size: int, seed: int, device: torch.device | None = None) -> None:
+    """Re-estimate the BatchNorm running statistics of ``model`` on ``count`` normal training
+    windows, as a plain average over batches of ``batch_size`` (``torch.optim.swa_utils.update_bn``);
+    nothing else changes. The windows are a fixed function of ``seed``, so a resumed run ends
+    the same; ``count`` 0 does nothing."""
+    count = min(count, len(index))
+    if not count:
+        return
+    windows = np.random.default_rng([seed, 0xB4]).choice(len(index), count, replace=False)
+    batches = (gather_clips(frames, index, windows[i:i + batch_size]) for i in range(0, count, batch_size))
+    update_bn(batches, model, device)
 
 
 def check_global_batch(batch_size: int, world: int) -> None:

@@ -4,8 +4,8 @@
 
 For each preset, two trainers with the same seed (so the same initial weights) train on the
 same random frames: one with every Conv2d weight in the default (contiguous) layout, one in
-``torch.channels_last`` as ``build_model`` makes them (oneDNN then runs those convolutions
-in NHWC; the Conv3d weights stay as they are). Timed rounds
+``torch.channels_last`` as ``model.channels_last=true`` makes them (oneDNN then runs those
+convolutions in NHWC; the Conv3d weights stay as they are). Timed rounds
 alternate between the two so that drift of the machine hits both. Also scores one clip with
 the first trainer's weights in both formats. Prints samples/s, frames/s, the ratios and the largest difference of the losses and
 scores (same math, different memory order: float rounding only). Asserts nothing.
@@ -44,7 +44,8 @@ def run(preset: str, rounds: int) -> None:
     data = TrainingData([video], [VideoTracks(n, rows)], ["v"])
     arms = {"default": Trainer(cfg, data, "/tmp/ddlvad-bench-unused", progress=False),
             "channels_last": Trainer(cfg, data, "/tmp/ddlvad-bench-unused", progress=False)}
-    set_conv_layout(arms["default"].model, torch.contiguous_format)  # build_model's own layout is channels-last
+    set_conv_layout(arms["default"].model, torch.contiguous_format)
+    set_conv_layout(arms["channels_last"].model, torch.channels_last)
     first = {name: tr.train_step(0) for name, tr in arms.items()}  # also the warm-up
     loss_diff = abs(first["default"]["loss"] - first["channels_last"]["loss"])
     seconds = dict.fromkeys(arms, 0.0)

@@ -3,12 +3,11 @@
 Prints figures, asserts nothing. Each preset runs in its own process so that its peak
 resident memory (ru_maxrss) is its own. Two equivalences are timed in the same process:
 
-- training: C3DSU's temporal Conv3d computed for the middle slice only, and channels-last
-  2-D convolutions (ours) vs the paper's 'same'-padded Conv3d followed by slicing, in the
-  default layout (straightforward);
-- scoring: per-frame encoder outputs reused by the T windows that contain the frame, and
-  channels-last (ours) vs every window through the whole network in the default layout
-  (straightforward).
+- training: C3DSU's temporal Conv3d computed for the middle slice only (ours) vs the
+  paper's 'same'-padded Conv3d followed by slicing (straightforward), both in the default
+  layout (``model.channels_last``, off by default, is measured by bench_memory_format.py);
+- scoring: per-frame encoder outputs reused by the T windows that contain the frame
+  (ours) vs every window through the whole network (straightforward).
 
     python bench/bench_speed.py                       # tiny, cpu, paper (paper: a few steps)
     python bench/bench_speed.py --presets cpu --steps 20

@@ -52,11 +52,12 @@ def test_output_shape_range_and_every_parameter_gets_a_gradient(arch, frames):
 
 @pytest.mark.parametrize("arch,frames", [("c3dsu", 3), ("unet", 1)])
 def test_channels_last_layout_changes_no_output_or_gradient(arch, frames):
-    """build_model stores the Conv2d weights channels-last (for speed); the computation is the
+    """With model.channels_last, build_model stores the Conv2d weights channels-last; the computation is the
     default layout's up to float rounding: outputs and gradients agree with a copy switched back."""
     torch.manual_seed(0)
     cfg = Config.preset("tiny")
     cfg.model.arch, cfg.data.frames, cfg.data.height, cfg.data.width = arch, frames, 64, 96
+    cfg.model.channels_last = True
     fast = build_model(cfg).train()
     conv = next(m for m in fast.modules() if isinstance(m, torch.nn.Conv2d) and m.kernel_size[0] > 1 and m.in_channels > 1)
     assert conv.weight.is_contiguous(memory_format=torch.channels_last) and not conv.weight.is_contiguous()

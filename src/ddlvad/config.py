@@ -39,10 +39,12 @@ class ModelConfig:
     """ConvBlock kind: ``reference`` (parallel 3/5/7 kernels) or ``paper`` (four 3x3)."""
     dropout: float = 0.0
     """Dropout inside every ConvBlock (reference: 0)."""
-    channels_last: bool = True
+    channels_last: bool = False
     """Store the Conv2d weights channels-last (NHWC), which oneDNN runs faster on the CPU
-    (training 1.37x for ``cpu``, 1.21x for ``paper``; bench/bench_memory_format.py). The same
-    computation up to float rounding (about 1e-5 relative); False keeps the default layout."""
+    (training 1.37x for ``cpu``, 1.21x for ``paper``; bench/bench_memory_format.py); the same
+    computation up to float rounding (about 1e-5 relative per forward pass). Off by default:
+    with it the demo's 300-step run ended at 60.6 % micro AUC instead of 82.81 %, a gap not
+    yet explained (bench/RESULTS.md)."""
 
 
 @dataclass

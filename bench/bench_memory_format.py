@@ -21,10 +21,11 @@ import numpy as np
 import torch
 
 from ddlvad import Config
-from ddlvad.data.tracks import VideoTracks
 from ddlvad.models import set_conv_layout
 from ddlvad.score import score_video
-from ddlvad.train import Trainer, TrainingData
+from ddlvad.train import Trainer
+
+from bench_speed import random_training_data  # the same synthetic frames as the speed benchmark
 
 SETTINGS = {"tiny": (10, None, 64), "cpu": (4, None, 64), "paper": (1, 1, 8)}
 """preset -> (timed steps per round, batch (None: the preset's), scored frames)."""
@@ -37,11 +38,8 @@ def run(preset: str, rounds: int) -> None:
         cfg.train.batch_size = batch
     cfg.train.steps = 10**6
     d = cfg.data
-    rng = np.random.default_rng(0)
-    n = max(frames, cfg.train.batch_size + d.frames)
-    video = rng.integers(0, 256, (n, d.height, d.width, d.channels), dtype=np.uint8)
-    rows = np.array([[f, 1, 0.3, 0.3, 0.6, 0.7, 1.0] for f in range(n)], float)
-    data = TrainingData([video], [VideoTracks(n, rows)], ["v"])
+    data = random_training_data(cfg, frames)
+    video = data.frames[0]
     arms = {"default": Trainer(cfg, data, "/tmp/ddlvad-bench-unused", progress=False),
             "channels_last": Trainer(cfg, data, "/tmp/ddlvad-bench-unused", progress=False)}
     set_conv_layout(arms["default"].model, torch.contiguous_format)

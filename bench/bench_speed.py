@@ -50,22 +50,31 @@ def make_naive(model):
     return model
 
 
+def random_training_data(cfg, frames: int):
+    """One video of random frames of the config's size (at least ``frames``, and enough for a
+    batch of windows) with one tracked box in every frame: speed does not depend on content."""
+    from ddlvad.data.tracks import VideoTracks
+    from ddlvad.train import TrainingData
+
+    d = cfg.data
+    n = max(frames, cfg.train.batch_size + d.frames)
+    video = np.random.default_rng(0).integers(0, 256, (n, d.height, d.width, d.channels), dtype=np.uint8)
+    rows = np.array([[f, 1, 0.3, 0.3, 0.6, 0.7, 1.0] for f in range(n)], float)
+    return TrainingData([video], [VideoTracks(n, rows)], ["v"])
+
+
 def measure(preset: str, steps: int, batch: int | None, frames: int, naive_train: bool) -> dict:
     from ddlvad import Config
-    from ddlvad.data.tracks import VideoTracks
     from ddlvad.score import score_video, score_video_naive
-    from ddlvad.train import Trainer, TrainingData
+    from ddlvad.train import Trainer
 
     cfg = Config.preset(preset)
     if batch:
         cfg.train.batch_size = batch
     cfg.train.steps = steps + 1
     d = cfg.data
-    rng = np.random.default_rng(0)
-    n = max(frames, cfg.train.batch_size + d.frames)
-    video = rng.integers(0, 256, (n, d.height, d.width, d.channels), dtype=np.uint8)
-    rows = np.array([[f, 1, 0.3, 0.3, 0.6, 0.7, 1.0] for f in range(n)], float)
-    data = TrainingData([video], [VideoTracks(n, rows)], ["v"])
+    data = random_training_data(cfg, frames)
+    video = data.frames[0]
     out = {"preset": preset, "batch": cfg.train.batch_size, "size": f"{d.height}x{d.width}x{d.channels}",
            "latent": cfg.model.latent, "threads": torch.get_num_threads()}
 

@@ -248,13 +248,14 @@ class Trainer:
         """Weights only (loadable like a checkpoint): ``RUN/snapshots/step_NNNNNN.pt``, with
         the BatchNorm statistics that training would end with if it stopped here (training
         itself continues with its own)."""
-        kept = [b.clone() for b in self.model.buffers()]
+        kept = [b.clone() for b in self.model.buffers()] if self.cfg.train.bn_recalibration else []
         self.recalibrate_batchnorm()  # every rank (sync BN all-reduces in forward)
         state = {k: v for k, v in self.state().items() if k not in ("optimizer", "scheduler")}
-        state["model"] = {k: v.clone() for k, v in state["model"].items()}
-        with torch.no_grad():
-            for buffer, value in zip(self.model.buffers(), kept):
-                buffer.copy_(value)
+        if kept:  # the snapshot keeps the re-estimated statistics; training goes on with its own
+            state["model"] = {k: v.clone() for k, v in state["model"].items()}
+            with torch.no_grad():
+                for buffer, value in zip(self.model.buffers(), kept):
+                    buffer.copy_(value)
         if self.rank != 0:
             return
         folder = self.run_dir / "snapshots"

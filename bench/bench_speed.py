@@ -42,11 +42,16 @@ class SamePaddedMiddle(nn.Module):
 
 
 def make_naive(model):
-    from ddlvad.models import set_conv_layout
+    """The same network computed the straightforward way: contiguous (NCHW) weights, the
+    paper's 'same'-padded Conv3d, pixel (un)shuffle followed by the 1x1 projection."""
+    from ddlvad.models import ConvBlock, set_conv_layout
 
-    set_conv_layout(model, torch.contiguous_format)  # the default layout, not channels-last
+    set_conv_layout(model, torch.contiguous_format)
     if hasattr(model, "temporal"):
         model.temporal = nn.ModuleList(SamePaddedMiddle(c) for c in model.temporal)
+    for block in model.modules():
+        if isinstance(block, ConvBlock):
+            block.resample_project = lambda x, b=block: b.project(b.resample(x))
     return model
 
 

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from ddlvad import Config, UserError, build_model
-from ddlvad.models import C3DSU, UNet, count_parameters, set_conv_layout
+from ddlvad.models import C3DSU, BatchNorm2d, ConvBlock, UNet, count_parameters, set_conv_layout
 from ddlvad.score import score_video, score_video_naive
 
 
@@ -77,6 +77,39 @@ def test_channels_last_layout_changes_no_output_or_gradient(arch, frames):
     assert all(m.weight.is_contiguous() for m in build_model(cfg).modules() if isinstance(m, torch.nn.Conv2d))
 
 
+@pytest.mark.parametrize("momentum", [0.1, None])
+def test_batchnorm_is_exact_for_channels_last_input(momentum):
+    """PyTorch's channels-last CPU kernel computes the batch statistics ~1e-5 off a float64
+    reference at this size (the NCHW kernel ~5e-8); ours keeps the output, the input gradient
+    and the running statistics within 1e-6 in both layouts."""
+    torch.manual_seed(0)
+    x64 = torch.randn(24, 8, 64, 96, dtype=torch.float64) * 0.5 + 2.0
+    grad64 = torch.randn(x64.shape, dtype=torch.float64)
+
+    def run(module, dtype, layout, steps=2):
+        bn = module.to(dtype).train()
+        bn.momentum = momentum
+        with torch.no_grad():
+            bn.weight.copy_(torch.linspace(0.5, 1.5, 8)); bn.bias.copy_(torch.linspace(-1, 1, 8))
+        for _ in range(steps):  # two batches: the running statistics average them
+            x = x64.to(dtype).contiguous(memory_format=layout).requires_grad_()
+            y = bn(x)
+            grads = torch.autograd.grad(y, [x, bn.weight, bn.bias], grad64.to(dtype).contiguous(memory_format=layout))
+        return [t.double() for t in (y, *grads, bn.running_mean, bn.running_var)], bn, y
+
+    ref, _, _ = run(torch.nn.BatchNorm2d(8), torch.float64, torch.contiguous_format)
+    for layout in (torch.contiguous_format, torch.channels_last):
+        got, bn, y = run(BatchNorm2d(8), torch.float32, layout)
+        assert y.is_contiguous(memory_format=layout)
+        assert int(bn.num_batches_tracked) == 2
+        # dweight/dbias come from PyTorch's channels-last backward kernel: ~1e-5 there
+        tolerance = {"output": 1e-6, "dx": 1e-6, "dweight": 3e-5, "dbias": 3e-5, "running_mean": 1e-6, "running_var": 1e-6}
+        for (name, tol), a, b in zip(tolerance.items(), got, ref):
+            assert ((a - b).norm() / b.norm()).item() < tol, (layout, name)
+    native, _, _ = run(torch.nn.BatchNorm2d(8), torch.float32, torch.channels_last, steps=1)
+    assert ((native[0] - ref[0]).norm() / ref[0].norm()).item() > 1e-6  # what this class is for
+
+
 @pytest.mark.parametrize("h,w", [(40, 48), (32, 50), (8, 16)])
 def test_frame_size_not_divisible_by_16_is_a_clear_error(h, w):
     cfg = Config.preset("tiny")
@@ -94,6 +127,30 @@ def test_middle_slice_conv3d_equals_same_padded_conv3d():
     for conv, f in zip(model.temporal, feats):
         naive = F.conv3d(f, conv.weight, conv.bias, padding=(1, 1, 1))[:, :, 1]
         assert torch.allclose(conv(f).squeeze(2), naive, atol=1e-5)
+
+
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+@pytest.mark.parametrize("down", [True, False])
+def test_fused_resample_projection_equals_shuffle_then_1x1_conv(down, layout):
+    """ConvBlock folds pixel (un)shuffle and the 1x1 projection into one convolution: same
+    outputs and gradients (double precision, so that only the summation order differs)."""
+    torch.manual_seed(0)
+    block = ConvBlock(6, 5, down=down).double().to(memory_format=layout)
+    width = len(block.branches) * (5 if down else 20)
+    mid = torch.rand(2, width, 8, 12, dtype=torch.float64).to(memory_format=layout).requires_grad_()
+    weight, bias = block.project.weight, block.project.bias
+    plain = F.conv2d(F.pixel_unshuffle(mid, 2) if down else F.pixel_shuffle(mid, 2), weight, bias)
+    fused = block.resample_project(mid)
+    expected = (2, 5, 4, 6) if down else (2, 5, 16, 24)
+    assert fused.shape == plain.shape == expected
+    torch.testing.assert_close(fused, plain, rtol=1e-12, atol=1e-12)
+    probe = torch.rand(expected, dtype=torch.float64)  # a loss that weights every output differently
+    grads_plain = torch.autograd.grad((plain * probe).sum(), [mid, weight, bias])
+    grads_fused = torch.autograd.grad((fused * probe).sum(), [mid, weight, bias])
+    for a, b in zip(grads_fused, grads_plain):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+    x = torch.rand(2, 6, 8, 12, dtype=torch.float64).to(memory_format=layout)
+    assert block(x).shape == expected
 
 
 @pytest.mark.parametrize("arch,frames", [("c3dsu", 3), ("unet", 1)])

@@ -2,11 +2,13 @@
 
     python bench/bench_memory_format.py [--presets cpu,paper]
 
-For each preset, two trainers with the same seed (so the same initial weights) train on the
+For each preset, three trainers with the same seed (so the same initial weights) train on the
 same random frames: one with every Conv2d weight in the default (contiguous) layout, one in
 ``torch.channels_last`` as ``model.channels_last=true`` makes them (oneDNN then runs those
-convolutions in NHWC; the Conv3d weights stay as they are). Timed rounds
-alternate between the two so that drift of the machine hits both. Also scores one clip with
+convolutions in NHWC; the Conv3d weights stay as they are), and one channels-last with
+PyTorch's own BatchNorm2d instead of ddlvad's (which computes exact batch statistics for
+NHWC input: what that costs). Timed rounds alternate between them so that drift of the
+machine hits all. Also scores one clip with
 the first trainer's weights in both formats. Prints samples/s, frames/s, the ratios and the largest difference of the losses and
 scores (same math, different memory order: float rounding only). Asserts nothing.
 """
@@ -21,11 +23,22 @@ import numpy as np
 import torch
 
 from ddlvad import Config
-from ddlvad.models import set_conv_layout
+from ddlvad.models import BatchNorm2d, set_conv_layout
 from ddlvad.score import score_video
 from ddlvad.train import Trainer
 
 from bench_speed import random_training_data  # the same synthetic frames as the speed benchmark
+
+ARMS = ("default", "channels_last", "channels_last_pytorch_bn")
+
+
+def with_pytorch_batchnorm(model):
+    """Swap ddlvad's BatchNorm2d (exact statistics for channels-last input) back to PyTorch's."""
+    for module in model.modules():
+        if isinstance(module, BatchNorm2d):
+            module.__class__ = torch.nn.BatchNorm2d
+    return model
+
 
 SETTINGS = {"tiny": (10, None, 64), "cpu": (4, None, 64), "paper": (1, 1, 8)}
 """preset -> (timed steps per round, batch (None: the preset's), scored frames)."""
@@ -40,10 +53,10 @@ def run(preset: str, rounds: int) -> None:
     d = cfg.data
     data = random_training_data(cfg, frames)
     video = data.frames[0]
-    arms = {"default": Trainer(cfg, data, "/tmp/ddlvad-bench-unused", progress=False),
-            "channels_last": Trainer(cfg, data, "/tmp/ddlvad-bench-unused", progress=False)}
+    arms = {name: Trainer(cfg, data, "/tmp/ddlvad-bench-unused", progress=False) for name in ARMS}
     set_conv_layout(arms["default"].model, torch.contiguous_format)
     set_conv_layout(arms["channels_last"].model, torch.channels_last)
+    set_conv_layout(with_pytorch_batchnorm(arms["channels_last_pytorch_bn"].model), torch.channels_last)
     first = {name: tr.train_step(0) for name, tr in arms.items()}  # also the warm-up
     loss_diff = abs(first["default"]["loss"] - first["channels_last"]["loss"])
     seconds = dict.fromkeys(arms, 0.0)
@@ -71,7 +84,8 @@ def run(preset: str, rounds: int) -> None:
     train = {k: samples / v for k, v in seconds.items()}
     print(f"{preset:6} batch {cfg.train.batch_size:>2} {d.height}x{d.width}x{d.channels}: train samples/s "
           f"default {train['default']:.3f}, channels_last {train['channels_last']:.3f} "
-          f"(x{train['channels_last'] / train['default']:.2f}); score frames/s default {fps['default']:.2f}, "
+          f"(x{train['channels_last'] / train['default']:.2f}; with PyTorch's BatchNorm "
+          f"x{train['channels_last_pytorch_bn'] / train['default']:.2f}); score frames/s default {fps['default']:.2f}, "
           f"channels_last {fps['channels_last']:.2f} (x{fps['channels_last'] / fps['default']:.2f}); "
           f"|loss diff| {loss_diff:.1e}, max |score diff| {score_diff:.1e}", flush=True)
 

@@ -68,7 +68,7 @@ def random_training_data(cfg, frames: int):
     return TrainingData([video], [VideoTracks(n, rows)], ["v"])
 
 
-def measure(preset: str, steps: int, batch: int | None, frames: int, naive_train: bool) -> dict:
+def measure(preset: str, steps: int, batch: int | None, frames: int) -> dict:
     from ddlvad import Config
     from ddlvad.score import score_video, score_video_naive
     from ddlvad.train import Trainer
@@ -83,20 +83,23 @@ def measure(preset: str, steps: int, batch: int | None, frames: int, naive_train
     out = {"preset": preset, "batch": cfg.train.batch_size, "size": f"{d.height}x{d.width}x{d.channels}",
            "latent": cfg.model.latent, "threads": torch.get_num_threads()}
 
-    def train_rate(trainer):
-        trainer.train_step(0)  # warm-up
-        t0 = time.perf_counter()
-        for s in range(1, steps + 1):
-            trainer.train_step(s)
-        return steps * cfg.train.batch_size / (time.perf_counter() - t0)
-
     trainer = Trainer(cfg, data, "/tmp/ddlvad-bench-unused", progress=False)
-    out["train_samples_per_s"] = train_rate(trainer)
-    if naive_train:
-        naive = Trainer(cfg, data, "/tmp/ddlvad-bench-unused", progress=False)
-        make_naive(naive.model)
-        out["train_samples_per_s_naive"] = train_rate(naive)
-        out["train_speedup"] = out["train_samples_per_s"] / out["train_samples_per_s_naive"]
+    naive = Trainer(cfg, data, "/tmp/ddlvad-bench-unused", progress=False)
+    make_naive(naive.model)
+    arms = {"": trainer, "_naive": naive}
+    for tr in arms.values():
+        tr.train_step(0)  # warm-up
+    seconds = dict.fromkeys(arms, 0.0)
+    per_round = max(1, steps // ROUNDS)
+    for r in range(ROUNDS):  # alternate, so that drift of the machine hits both
+        for name, tr in arms.items():
+            t0 = time.perf_counter()
+            for s in range(1 + r * per_round, 1 + (r + 1) * per_round):
+                tr.train_step(s)
+            seconds[name] += time.perf_counter() - t0
+    for name, sec in seconds.items():
+        out[f"train_samples_per_s{name}"] = ROUNDS * per_round * cfg.train.batch_size / sec
+    out["train_speedup"] = out["train_samples_per_s"] / out["train_samples_per_s_naive"]
     model = trainer.model.eval()
     clip = video[:frames]
     sc = cfg.score
@@ -114,7 +117,9 @@ def measure(preset: str, steps: int, batch: int | None, frames: int, naive_train
     return out
 
 
-DEFAULTS = {"tiny": (20, None, 64), "cpu": (10, None, 64), "paper": (2, 1, 12)}
+DEFAULTS = {"tiny": (20, None, 64), "cpu": (10, None, 64), "paper": (4, 1, 12)}
+"""preset -> (timed training steps per arm, batch (None: the preset's), scored frames)."""
+ROUNDS = 2
 
 
 def main() -> None:
@@ -127,8 +132,7 @@ def main() -> None:
     args = ap.parse_args()
     if args.one:
         steps, batch, frames = DEFAULTS.get(args.one, (10, None, 64))
-        print(json.dumps(measure(args.one, args.steps or steps, args.batch or batch, args.frames or frames,
-                                 naive_train=True)))
+        print(json.dumps(measure(args.one, args.steps or steps, args.batch or batch, args.frames or frames)))
         return
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     print(f"{'preset':7} {'batch':>5} {'size':>11} {'train samples/s':>16} {'(naive)':>8} {'x':>5} "

@@ -154,7 +154,10 @@ def test_two_ranks_end_with_identical_weights_and_l(ddp):
     a, b = load(ddp, "plain", 0), load(ddp, "plain", 1)
     assert_same(a, b)  # parameters, l and (broadcast at the end) BatchNorm statistics
     assert a["logit"].item() != 0.0  # l was trained
-    assert a["summary"] == b["summary"] and a["summary"]["processes"] == 2
+    timing = {"minutes"}  # each rank times itself
+    assert {k: v for k, v in a["summary"].items() if k not in timing} == \
+        {k: v for k, v in b["summary"].items() if k not in timing}
+    assert a["summary"]["processes"] == 2
     run = ddp / "plain"
     assert sorted(p.name for p in run.iterdir()) == ["checkpoint.pt", "config.yaml", "metrics.jsonl", "summary.json"]
     ckpt = load_checkpoint(run)

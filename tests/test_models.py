@@ -132,8 +132,9 @@ def test_middle_slice_conv3d_equals_same_padded_conv3d():
 @pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
 @pytest.mark.parametrize("down", [True, False])
 def test_fused_resample_projection_equals_shuffle_then_1x1_conv(down, layout):
-    """ConvBlock folds pixel (un)shuffle and the 1x1 projection into one convolution: same
-    outputs and gradients (double precision, so that only the summation order differs)."""
+    """An encoder ConvBlock folds pixel unshuffle and the 1x1 projection into one strided
+    convolution: same outputs and gradients (double precision, so that only the summation
+    order differs). Decoder blocks keep the plain path, checked the same way."""
     torch.manual_seed(0)
     block = ConvBlock(6, 5, down=down).double().to(memory_format=layout)
     width = len(block.branches) * (5 if down else 20)

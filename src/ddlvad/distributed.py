@@ -270,7 +270,7 @@ def sync_batchnorm(module: nn.Module) -> nn.Module:
 
 
 def _convert(module: nn.Module, group) -> nn.Module:
-    if type(module) is nn.BatchNorm2d:
+    if isinstance(module, nn.BatchNorm2d):  # also ddlvad.models.BatchNorm2d
         new = GlobalBatchNorm2d(module.num_features, module.eps, module.momentum, module.affine,
                                 module.track_running_stats)
         new.group = group

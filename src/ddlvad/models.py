@@ -94,22 +94,17 @@ class ConvBlock(nn.Module):
         return self.out(self.resample_project(x))
 
     def resample_project(self, x: torch.Tensor) -> torch.Tensor:
-        """``project(resample(x))`` without moving the large tensor ``x`` around.
-
-        down: space-to-depth then a 1x1 convolution is one 2x2 stride-2 convolution whose
-        kernel is the 1x1 weight regrouped (channel ``c*4 + 2i + j`` of the unshuffled tensor
-        is pixel ``(i, j)`` of channel ``c``). up: depth-to-space then a 1x1 convolution
-        mixes, for each of the 4 sub-pixels, the channels ``c*4 + s``; viewing ``x`` as
-        ``(B, C/4, 4H, W)`` puts sub-pixel ``s`` of pixel ``(h, w)`` at row ``4h + s``, so one
-        1x1 convolution there and a depth-to-space of its (k times narrower) output give the
-        same sums. The parameters keep their shapes (checkpoints are unchanged).
+        """``project(resample(x))``. Going down, space-to-depth then a 1x1 convolution is one
+        2x2 stride-2 convolution whose kernel is the 1x1 weight regrouped (channel
+        ``c*4 + 2i + j`` of the unshuffled tensor is pixel ``(i, j)`` of channel ``c``): the same
+        sums without copying the block's widest tensor (2-6 % faster per encoder block at the
+        ``paper`` size; the parameters keep their shapes). Going up, the same trick measured
+        no faster, so depth-to-space is kept.
         """
-        w, b = self.project.weight, self.project.bias
         if isinstance(self.resample, nn.PixelUnshuffle):
-            return F.conv2d(x, w.reshape(w.shape[0], -1, 2, 2), b, stride=2)  # (B, cout, H/2, W/2)
-        n, c, h, width = x.shape
-        y = F.conv2d(x.reshape(n, c // 4, 4 * h, width), w, b)                 # (B, cout, 4H, W)
-        return F.pixel_shuffle(y.reshape(n, -1, h, width), 2)                 # (B, cout, 2H, 2W)
+            w = self.project.weight
+            return F.conv2d(x, w.reshape(w.shape[0], -1, 2, 2), self.project.bias, stride=2)
+        return self.project(self.resample(x))
 
 
 class Encoder(nn.Module):

@@ -1,0 +1,96 @@
+"""How far is one training step's gradient from a float64 reference, per memory layout?
+
+    python bench/bench_numerics.py [--preset cpu] [--warmup 20]
+
+A trainer on random frames of the preset's size takes ``--warmup`` ordinary steps (default
+layout); from that state, one more step's gradients (same batch, noise and boxes) are computed
+four ways: in float64 (the reference), in float32 with the default layout, channels-last with
+ddlvad's BatchNorm2d (exact batch statistics), and channels-last with PyTorch's BatchNorm2d.
+Prints the median and the largest relative error over the parameter tensors. Left out: the
+biases of convolutions followed by a BatchNorm (their true gradient is zero, so what they get
+is rounding noise, in every layout). Asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+
+import numpy as np
+import torch
+from torch import nn
+
+from ddlvad import Config
+from ddlvad.models import set_conv_layout
+from ddlvad.train import Trainer
+
+from bench_memory_format import with_pytorch_batchnorm
+from bench_speed import random_training_data
+
+
+class Float64Inputs(nn.Module):
+    """Feeds a float64 network from the float32 training step."""
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.net = net
+
+    def forward(self, clip, mask=None, noise=None):
+        return self.net(clip.double(), mask, None if noise is None else noise.double())
+
+
+def gradients(trainer: Trainer, state: dict, step: int) -> dict[str, torch.Tensor]:
+    """The gradients of training step ``step`` from ``state``, without the optimiser update."""
+    trainer.net.load_state_dict(state)
+    trainer.optimizer.zero_grad(set_to_none=True)
+    update, trainer.optimizer.step = trainer.optimizer.step, lambda *a, **k: None
+    try:
+        trainer.train_step(step)
+    finally:
+        trainer.optimizer.step = update
+    return {n: p.grad.double() for n, p in trainer.net.named_parameters() if p.grad is not None}
+
+
+def cancelled_by_batchnorm(name: str) -> bool:
+    return name.endswith(".bias") and (".branches." in name or ".project." in name) \
+        and "decoder.blocks.3.project" not in name  # the last projection has no BatchNorm after it
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--preset", default="cpu")
+    ap.add_argument("--warmup", type=int, default=20, help="ordinary training steps first")
+    args = ap.parse_args()
+    cfg = Config.preset(args.preset)
+    cfg.train.steps = 10**6
+    cfg.model.channels_last = False
+    trainer = Trainer(cfg, random_training_data(cfg, 64), "/tmp/ddlvad-bench-unused", progress=False)
+    for s in range(args.warmup):
+        trainer.train_step(s)
+    state = copy.deepcopy(trainer.net.state_dict())
+    plain_engine = trainer.engine
+
+    trainer.net.double()
+    trainer.engine = Float64Inputs(trainer.net)
+    reference = gradients(trainer, {k: v.double() if v.is_floating_point() else v for k, v in state.items()},
+                          args.warmup)
+    trainer.net.float()
+    trainer.engine = plain_engine
+
+    runs = {"default layout": lambda m: set_conv_layout(m, torch.contiguous_format),
+            "channels-last, ddlvad BatchNorm2d": lambda m: set_conv_layout(m, torch.channels_last),
+            "channels-last, PyTorch BatchNorm2d": lambda m: set_conv_layout(with_pytorch_batchnorm(m),
+                                                                           torch.channels_last)}
+    print(f"torch {torch.__version__}, preset {args.preset}, after {args.warmup} steps; relative error "
+          f"of each parameter's gradient against float64 (median / largest over "
+          f"{sum(not cancelled_by_batchnorm(n) for n in reference)} tensors)")
+    for name, prepare in runs.items():
+        prepare(trainer.model)
+        grads = gradients(trainer, state, args.warmup)
+        errors = np.array([((grads[n] - ref).norm() / ref.norm().clamp_min(1e-300)).item()
+                           for n, ref in reference.items() if not cancelled_by_batchnorm(n)])
+        print(f"  {name:36} median {np.median(errors):.1e}  largest {errors.max():.1e}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -2,7 +2,8 @@
 
     python bench/bench_numerics.py [--preset cpu] [--warmup 20]
 
-A trainer on random frames of the preset's size takes ``--warmup`` ordinary steps (default
+First one training-mode BatchNorm on its own (48 x 48 x 64 x 96 values, NCHW and NHWC):
+error of its output against float64, PyTorch's kernel and ddlvad's BatchNorm2d. Then a trainer on random frames of the preset's size takes ``--warmup`` ordinary steps (default
 layout); from that state, one more step's gradients (same batch, noise and boxes) are computed
 four ways: in float64 (the reference), in float32 with the default layout, channels-last with
 ddlvad's BatchNorm2d (exact batch statistics), and channels-last with PyTorch's BatchNorm2d.
@@ -21,7 +22,7 @@ import torch
 from torch import nn
 
 from ddlvad import Config
-from ddlvad.models import set_conv_layout
+from ddlvad.models import BatchNorm2d, set_conv_layout
 from ddlvad.train import Trainer
 
 from bench_memory_format import with_pytorch_batchnorm
@@ -56,11 +57,24 @@ def cancelled_by_batchnorm(name: str) -> bool:
         and "decoder.blocks.3.project" not in name  # the last projection has no BatchNorm after it
 
 
+def batchnorm_errors() -> None:
+    torch.manual_seed(0)
+    x64 = torch.randn(48, 48, 64, 96, dtype=torch.float64) * 0.5 + 2.0
+    ref = torch.nn.BatchNorm2d(48).double()(x64)
+    print("one training-mode BatchNorm, 48x48x64x96 values: relative error of the output against float64")
+    for layout, tag in ((torch.contiguous_format, "NCHW"), (torch.channels_last, "NHWC")):
+        x = x64.float().contiguous(memory_format=layout)
+        for name, bn in (("PyTorch", nn.BatchNorm2d(48)), ("ddlvad", BatchNorm2d(48))):
+            y = bn(x).double()
+            print(f"  {tag} {name:8} {((y - ref).norm() / ref.norm()).item():.1e}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--preset", default="cpu")
     ap.add_argument("--warmup", type=int, default=20, help="ordinary training steps first")
     args = ap.parse_args()
+    batchnorm_errors()
     cfg = Config.preset(args.preset)
     cfg.train.steps = 10**6
     cfg.model.channels_last = False

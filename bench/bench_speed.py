@@ -3,9 +3,11 @@
 Prints figures, asserts nothing. Each preset runs in its own process so that its peak
 resident memory (ru_maxrss) is its own. Two equivalences are timed in the same process:
 
-- training: C3DSU's temporal Conv3d computed for the middle slice only (ours) vs the
-  paper's 'same'-padded Conv3d followed by slicing (straightforward), both in the default
-  layout (``model.channels_last``, off by default, is measured by bench_memory_format.py);
+- training: the package's defaults (C3DSU's temporal Conv3d computed for the middle slice
+  only, the encoder's pixel unshuffle + 1x1 projection as one strided convolution,
+  channels-last Conv2d weights with exact BatchNorm statistics) vs the straightforward
+  implementation of the same math (the paper's 'same'-padded Conv3d followed by slicing,
+  unshuffle then 1x1 convolution, NCHW weights); timed rounds alternate between the two;
 - scoring: per-frame encoder outputs reused by the T windows that contain the frame
   (ours) vs every window through the whole network (straightforward).
 

@@ -48,11 +48,15 @@ class BatchNorm2d(nn.BatchNorm2d):
     against ~5e-8 for the NCHW kernel, and over a C3DSU the training gradients end up ~1e-3
     off. That was enough to change how training escapes its early plateau (the demo: 60.6
     instead of 82.8 AUC). Here ``torch.var_mean`` (accurate in either layout) computes the
-    statistics and PyTorch's kernels do the rest. Any other input: plain ``nn.BatchNorm2d``.
+    statistics, PyTorch's inference kernel normalises and its training-mode backward kernel
+    differentiates (that one also sums in float32 in NHWC: weight and bias gradients ~7e-6
+    off, 10x the NCHW kernel; an exact one cost ~3x its time, bench/RESULTS.md). Any other
+    input (NCHW, eval mode, GPU, reduced precision): plain ``nn.BatchNorm2d``.
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not (self.training and self.affine and x.device.type == "cpu" and x.dim() == 4
+                and x.dtype in (torch.float32, torch.float64)
                 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)):
             return super().forward(x)
         with torch.no_grad():
@@ -228,9 +232,9 @@ def set_conv_layout(model: nn.Module, layout: torch.memory_format) -> nn.Module:
 
     With channels-last weights oneDNN runs the 2-D convolutions (and the BatchNorm, pixel
     shuffles and concatenations between them) in NHWC: the same computation up to float
-    rounding, and on a 2-core CPU 1.37x the training speed of the ``cpu`` preset and 1.21x
-    that of ``paper`` (bench/bench_memory_format.py; ``model.channels_last``). The Conv3d
-    weights keep the default layout.
+    rounding, and faster training on the CPU (``model.channels_last``, on by default;
+    bench/bench_memory_format.py). The BatchNorm layers are :class:`BatchNorm2d`, which keeps
+    the statistics exact in NHWC. The Conv3d weights keep the default layout.
     """
     for module in model.modules():
         if isinstance(module, nn.Conv2d):

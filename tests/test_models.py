@@ -90,7 +90,8 @@ def test_batchnorm_is_exact_for_channels_last_input(momentum):
         bn = module.to(dtype).train()
         bn.momentum = momentum
         with torch.no_grad():
-            bn.weight.copy_(torch.linspace(0.5, 1.5, 8)); bn.bias.copy_(torch.linspace(-1, 1, 8))
+            bn.weight.copy_(torch.linspace(0.5, 1.5, 8))
+            bn.bias.copy_(torch.linspace(-1, 1, 8))
         for _ in range(steps):  # two batches: the running statistics average them
             x = x64.to(dtype).contiguous(memory_format=layout).requires_grad_()
             y = bn(x)
@@ -102,7 +103,7 @@ def test_batchnorm_is_exact_for_channels_last_input(momentum):
         got, bn, y = run(BatchNorm2d(8), torch.float32, layout)
         assert y.is_contiguous(memory_format=layout)
         assert int(bn.num_batches_tracked) == 2
-        # dweight/dbias come from PyTorch's channels-last backward kernel: ~1e-5 there
+        # dweight/dbias come from PyTorch's channels-last backward kernel: ~7e-6 there
         tolerance = {"output": 1e-6, "dx": 1e-6, "dweight": 3e-5, "dbias": 3e-5, "running_mean": 1e-6, "running_var": 1e-6}
         for (name, tol), a, b in zip(tolerance.items(), got, ref):
             assert ((a - b).norm() / b.norm()).item() < tol, (layout, name)

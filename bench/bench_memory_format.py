@@ -8,9 +8,9 @@ same random frames: one with every Conv2d weight in the default (contiguous) lay
 convolutions in NHWC; the Conv3d weights stay as they are), and one channels-last with
 PyTorch's own BatchNorm2d instead of ddlvad's (which computes exact batch statistics for
 NHWC input: what that costs). Timed rounds alternate between them so that drift of the
-machine hits all. Also scores one clip with
-the first trainer's weights in both formats. Prints samples/s, frames/s, the ratios and the largest difference of the losses and
-scores (same math, different memory order: float rounding only). Asserts nothing.
+machine hits all. Also scores one clip with the first trainer's weights in both formats.
+Prints samples/s, frames/s, the ratios and the largest difference of the losses and scores
+(same math, different memory order: float rounding only). Asserts nothing.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from ddlvad.models import BatchNorm2d, set_conv_layout
 from ddlvad.score import score_video
 from ddlvad.train import Trainer
 
-from bench_speed import random_training_data  # the same synthetic frames as the speed benchmark
+from bench_speed import random_training_data, timed_rounds  # the speed benchmark's frames and timing
 
 ARMS = ("default", "channels_last", "channels_last_pytorch_bn")
 
@@ -59,15 +59,7 @@ def run(preset: str, rounds: int) -> None:
     set_conv_layout(with_pytorch_batchnorm(arms["channels_last_pytorch_bn"].model), torch.channels_last)
     first = {name: tr.train_step(0) for name, tr in arms.items()}  # also the warm-up
     loss_diff = abs(first["default"]["loss"] - first["channels_last"]["loss"])
-    seconds = dict.fromkeys(arms, 0.0)
-    step = 1
-    for _ in range(rounds):
-        for name, tr in arms.items():
-            t0 = time.perf_counter()
-            for s in range(step, step + steps):
-                tr.train_step(s)
-            seconds[name] += time.perf_counter() - t0
-        step += steps
+    seconds = timed_rounds(arms, rounds, steps)
     samples = rounds * steps * cfg.train.batch_size
     clip = video[:frames]
     sc = cfg.score

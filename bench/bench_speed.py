@@ -70,6 +70,19 @@ def random_training_data(cfg, frames: int):
     return TrainingData([video], [VideoTracks(n, rows)], ["v"])
 
 
+def timed_rounds(trainers: dict, rounds: int, steps: int) -> dict:
+    """Seconds each trainer spends on ``rounds`` x ``steps`` training steps (steps 1, 2, ...),
+    the rounds alternating between the trainers so that drift of the machine hits them all."""
+    seconds = dict.fromkeys(trainers, 0.0)
+    for r in range(rounds):
+        for name, trainer in trainers.items():
+            t0 = time.perf_counter()
+            for s in range(1 + r * steps, 1 + (r + 1) * steps):
+                trainer.train_step(s)
+            seconds[name] += time.perf_counter() - t0
+    return seconds
+
+
 def measure(preset: str, steps: int, batch: int | None, frames: int) -> dict:
     from ddlvad import Config
     from ddlvad.score import score_video, score_video_naive
@@ -91,14 +104,8 @@ def measure(preset: str, steps: int, batch: int | None, frames: int) -> dict:
     arms = {"": trainer, "_naive": naive}
     for tr in arms.values():
         tr.train_step(0)  # warm-up
-    seconds = dict.fromkeys(arms, 0.0)
     per_round = max(1, steps // ROUNDS)
-    for r in range(ROUNDS):  # alternate, so that drift of the machine hits both
-        for name, tr in arms.items():
-            t0 = time.perf_counter()
-            for s in range(1 + r * per_round, 1 + (r + 1) * per_round):
-                tr.train_step(s)
-            seconds[name] += time.perf_counter() - t0
+    seconds = timed_rounds(arms, ROUNDS, per_round)
     for name, sec in seconds.items():
         out[f"train_samples_per_s{name}"] = ROUNDS * per_round * cfg.train.batch_size / sec
     out["train_speedup"] = out["train_samples_per_s"] / out["train_samples_per_s_naive"]

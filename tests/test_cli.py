@@ -89,6 +89,11 @@ def test_config_show_round_trips(cli, tmp_path):
     (["evaluate", "{tmp}", "--data", "{scene}"], "checkpoint"),
     (["data", "info", "/nonexistent/y"], "/nonexistent/y"),
     (["frobnicate"], "invalid choice"),
+    (["train", "--data", "{scene}", "--preset", "tiny", "--config", "{tmp}/c.yaml"], "--preset tiny and --config"),
+    (["config", "--preset", "tiny", "--config", "{tmp}/c.yaml"], "give one"),
+    (["track", "{scene}", "--object-detector", "yolo"], "--object-detector"),
+    (["track", "{scene}", "--classes", "person"], "objects.classes"),
+    (["evaluate", "{tmp}", "--data", "{scene}", "--protocol", "median"], "invalid choice"),
 ])
 def test_bad_input_is_one_line_and_exit_2(args, needle, scene, tmp_path, cli):
     args = [a.replace("{scene}", str(scene)).replace("{tmp}", str(tmp_path)) for a in args]
@@ -199,4 +204,15 @@ def test_track_preview_and_reference_json_import(scene, tmp_path, cli):
            for v in ("01", "02") for f in range(36)}
     (tmp_path / "ref.json").write_text(json.dumps(ref))
     code, out, err = cli("track", scene, "--cache-dir", tmp_path / "c", "--import-json", tmp_path / "ref.json")
-    assert code == 0, err and "imported 72 boxes" in out
+    assert code == 0, err
+    assert "imported 72 boxes" in out
+
+
+def test_the_reference_loss_at_a_small_latent_width_is_warned_about(trained, scene, tmp_path, cli):
+    code, _, err = cli("train", "--data", scene, "--preset", "tiny", "--steps", "1", "--set", "ddl.loss_form=pixel",
+                       "--set", "ddl.eps=1e-6", "--out", tmp_path / "r", "--cache-dir", trained[1], "--quiet")
+    assert code == 0, err
+    assert "warning: ddl.loss_form=pixel with ddl.eps=1e-06" in err and "model.latent=16" in err
+    code, _, err = cli("train", "--data", scene, "--preset", "tiny", "--steps", "1", "--out", tmp_path / "n",
+                       "--cache-dir", trained[1], "--quiet")
+    assert code == 0 and "warning" not in err

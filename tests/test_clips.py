@@ -3,7 +3,8 @@
 import numpy as np
 import torch
 
-from ddlvad.data.clips import WindowIndex, epoch_order, gather_clips, object_masks, random_masks
+from ddlvad.data.clips import WindowIndex, epoch_order, gather_clips
+from ddlvad.pseudo_anomaly import object_masks, random_masks
 from ddlvad.data.tracks import VideoTracks
 
 

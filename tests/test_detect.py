@@ -13,15 +13,16 @@ import numpy as np
 import pytest
 import torch
 
-from ddlvad import Detector, UserError
+from ddlvad import AnomalyDetector, UserError
 from ddlvad.checkpoint import load_checkpoint
 from ddlvad.cli import main
 from ddlvad.config import EventRules
 from ddlvad.data.frames import FrameStore
 from ddlvad.data.layouts import index_dataset
-from ddlvad.infer import EventTracker, FrameResult
+from ddlvad.stream import EventTracker, FrameResult
 from ddlvad.overlay import STRIP
-from ddlvad.score import patch_scores, score_video, to_tensor, worst_patches
+from ddlvad.config import ScoreConfig
+from ddlvad.score import frame_scores, score_video, to_tensor, worst_patches
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +38,7 @@ def trained(tmp_path_factory, scene):
 
 @pytest.fixture(scope="module")
 def detector(trained):
-    return Detector.load(trained[0])
+    return AnomalyDetector.load(trained[0])
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +68,7 @@ def source_images(scene, video):
 def test_detector_score_equals_score_video_on_converted_and_raw_frames(detector, videos, scene):
     frames = videos["03"][0]
     sc = detector.cfg.score
-    reference = score_video(detector.model, frames, sc.patch, sc.shifted_grid, sc.batch_size)
+    reference = score_video(detector.model, frames, sc)
     np.testing.assert_array_equal(detector.score(frames), reference)
     # raw 240x160 frames as OpenCV reads them: converted exactly like the training frames
     np.testing.assert_array_equal(detector.score(source_images(scene, "03")), reference)
@@ -99,7 +100,7 @@ def test_stream_over_an_iterator_matches_score_with_a_bounded_buffer(detector, v
         assert np.isnan(r.score) and r.error_map is None and r.box is None and not r.anomalous
     mid = results[len(frames) // 2]
     assert mid.error_map.shape == (32, 48) and mid.error_map.dtype == np.float32
-    assert mid.score == pytest.approx(float(patch_scores(torch.from_numpy(mid.error_map)[None], 8, True)), rel=1e-6)
+    assert mid.score == pytest.approx(float(frame_scores(torch.from_numpy(mid.error_map)[None], ScoreConfig(patch=8))), rel=1e-6)
 
 
 def test_folder_and_lossless_video_file_give_identical_scores(detector, scene, tmp_path):
@@ -152,7 +153,7 @@ def test_detect_finds_the_anomalies_and_stays_quiet_on_held_out_normal_frames(tr
 
     # the cyclist of 02, through the Python API
     tracker, events = EventTracker(EventRules()), []
-    for result in Detector.load(run, threshold=threshold).stream(scene / "testing" / "frames" / "02"):
+    for result in AnomalyDetector.load(run, threshold=threshold).stream(scene / "testing" / "frames" / "02"):
         assert not (result.anomalous and videos["02"][1][result.frame] == 0), result.frame
         events.append(tracker.update(result))
     events = [e for e in events + [tracker.finish()] if e is not None]
@@ -199,7 +200,7 @@ class FakeCapture:
                                               ("interrupt", 130, "interrupted")])
 def test_a_stream_that_stops_leaves_valid_outputs(end, code, message, trained, scene, tmp_path, cli, monkeypatch):
     images = source_images(scene, "03")
-    monkeypatch.setattr("ddlvad.infer._open_capture", lambda target: FakeCapture(images, 20, end))
+    monkeypatch.setattr("ddlvad.data.video.open_capture", lambda target, what="": FakeCapture(images, 20, end))
     out = tmp_path / "live"
     got, _, err = cli("detect", "0", "--run", trained[0], "--out", out)
     monkeypatch.undo()
@@ -238,10 +239,11 @@ def test_worst_patch_box_on_both_grids():
     error = torch.zeros(2, 32, 48)
     error[0, 16:24, 8:16] = 1.0    # an aligned 8x8 cell
     error[1, 12:20, 20:28] = 1.0   # a cell of the grid shifted by 4
-    scores, boxes = worst_patches(error, 8, shifted_grid=True)
+    scores, boxes = worst_patches(error, ScoreConfig(patch=8, shifted_grid=True))
     assert boxes.tolist() == [[8, 16, 8, 8], [20, 12, 8, 8]]
-    assert scores.tolist() == [1.0, 1.0] and torch.equal(scores, patch_scores(error, 8, True))
-    assert worst_patches(error, 8, shifted_grid=False)[0][1] == 0.25  # an aligned cell sees a quarter of it
+    assert scores.tolist() == [1.0, 1.0] and torch.equal(scores, frame_scores(error, ScoreConfig(patch=8)))
+    aligned = ScoreConfig(patch=8, shifted_grid=False)
+    assert worst_patches(error, aligned)[0][1] == 0.25  # an aligned cell sees a quarter of it
 
 
 # ---------------------------------------------------------------------- export

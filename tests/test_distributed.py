@@ -104,7 +104,7 @@ def _rank_main(rank: int, world: int, port: int, base: str, scene: str) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
                       WORLD_SIZE=str(world), LOCAL_RANK=str(rank))
     torch.set_num_threads(1)
-    from ddlvad import workflow
+    from ddlvad.commands.evaluate import evaluate
 
     base_dir = Path(base)
     with distributed.session():
@@ -124,7 +124,7 @@ def _rank_main(rank: int, world: int, port: int, base: str, scene: str) -> None:
         except UserError as exc:
             message = (str(exc), getattr(exc, "quiet", False))
         kept: dict = {}
-        report = workflow.evaluate(base_dir / "plain", scene, out=base_dir / "eval-2", cache_dir=str(base_dir / "cache"),
+        report = evaluate(base_dir / "plain", scene, out=base_dir / "eval-2", cache_dir=str(base_dir / "cache"),
                                    plots=False, progress=False, log=lambda m: None, keep_scores=kept)
         torch.save({"scores": {k: v[0] for k, v in kept.items()}, "auc": report["auc_micro"],
                     "processes": report["processes"], "odd": message}, base_dir / f"extra-rank{rank}.pt")
@@ -185,7 +185,7 @@ def test_sync_batchnorm_gradients_and_weights_equal_one_process_with_the_same_gl
     ref = sgd_steps(steps, **data)
     for rank in (0, 1):
         got = load(ddp, case, rank)
-        assert got["grads"].keys() == ref["grads"].keys() and "weight.logit" in ref["grads"]
+        assert got["grads"].keys() == ref["grads"].keys() and "generator.weight.logit" in ref["grads"]
         for key, value in ref["grads"].items():  # gradients are ~1e-2; float noise ~1e-8
             torch.testing.assert_close(got["grads"][key], value, atol=1e-6, rtol=0, msg=key)
         for key, value in ref["model"].items():
@@ -210,9 +210,15 @@ def test_batch_size_must_divide_among_ranks(ddp):
     assert [quiet for _, quiet in messages] == [False, True]  # printed once, by rank 0
 
 
-def test_bf16_autocast_trains_on_cpu(tmp_path):
-    trainer = Trainer(tiny_cfg(**{"train.precision": "bf16", "train.steps": 2}), tiny_data(), tmp_path, progress=False)
+@pytest.mark.parametrize("precision,dtype", [("bf16", torch.bfloat16), ("fp32", torch.float32)])
+def test_precision_sets_the_forward_dtype_and_keeps_weights_fp32(precision, dtype, tmp_path):
+    trainer = Trainer(tiny_cfg(**{"train.precision": precision, "train.steps": 2}), tiny_data(), tmp_path,
+                      progress=False)
+    seen = set()
+    conv = next(m for m in trainer.model.modules() if isinstance(m, nn.Conv2d))
+    conv.register_forward_hook(lambda module, inputs, output: seen.add(output.dtype))
     summary = trainer.run()
+    assert dtype in seen  # the convolutions really ran in the chosen precision (bf16: under autocast)
     lines = [json.loads(l) for l in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert summary["steps"] == 2 and all(np.isfinite(l["loss"]) for l in lines)
     assert all(p.dtype == torch.float32 for p in trainer.net.parameters())  # weights stay fp32
@@ -229,10 +235,10 @@ def test_checkpoint_of_two_ranks_resumes_in_one_process(ddp, tmp_path):
 
 # ---------------------------------------------------------------------- scoring
 def test_distributed_scoring_gives_exactly_the_single_process_scores(ddp, scene, tmp_path):
-    from ddlvad import workflow
+    from ddlvad.commands.evaluate import evaluate
 
     kept: dict = {}  # one thread, as the ranks (see one_thread): other thread counts sum in another order
-    report = workflow.evaluate(ddp / "plain", scene, out=tmp_path / "e", cache_dir=str(tmp_path / "cache"),
+    report = evaluate(ddp / "plain", scene, out=tmp_path / "e", cache_dir=str(tmp_path / "cache"),
                                plots=False, progress=False, log=lambda m: None, keep_scores=kept)
     for rank in (0, 1):
         got = torch.load(ddp / f"extra-rank{rank}.pt", weights_only=False)
@@ -282,9 +288,10 @@ def test_global_batchnorm_is_batchnorm_in_one_process():
 
 # ---------------------------------------------------------------------- per-scene jobs
 def make_shanghaitech(root: Path) -> None:
-    """Three scenes: 01 and 02 train (8 frames) and test (two labelled videos each); 03 has a
-    2-frame training video, shorter than a window, so its training fails."""
-    for scene, frames in (("01", 8), ("02", 8), ("03", 2)):
+    """Four scenes: 01 and 02 train (8 frames) and test (two labelled videos each); 03 has a
+    2-frame training video, shorter than a window, so its training fails; 04 has training
+    videos only (as ShanghaiTech's scene 13)."""
+    for scene, frames in (("01", 8), ("02", 8), ("03", 2), ("04", 8)):
         write_video(root / "training" / "videos" / f"{scene}_001.avi", noise(frames, int(scene)))
     masks = root / "testing" / "test_frame_mask"
     masks.mkdir(parents=True)
@@ -302,9 +309,11 @@ def test_all_scenes_trains_one_run_per_scene_and_evaluates_them_together(tmp_pat
     code = main(["train", "--data", str(root), "--dataset", "shanghaitech", "--all-scenes", "--jobs", "2",
                  "--preset", "tiny", "--steps", "2", "--masks", "random", "--cache-dir", str(cache), "--out", str(out)])
     err = capsys.readouterr().err
-    assert code == 2 and "1 of 3 scenes failed (03)" in err  # reported; the others went on
+    assert code == 2 and "1 of 4 scenes failed (03)" in err  # reported; the others went on
+    assert "scenes 04: no test videos; trained but not evaluated" in err
     jobs = json.loads((out / "jobs.json").read_text())
-    assert {s: r["returncode"] for s, r in jobs["scenes"].items()} == {"01": 0, "02": 0, "03": 2}
+    assert {s: r["returncode"] for s, r in jobs["scenes"].items()} == {"01": 0, "02": 0, "03": 2, "04": 0}
+    assert jobs["not_evaluated"] == ["04"]
     assert "no training windows" in (out / "logs" / "scene-03.log").read_text()
     for scene in ("01", "02"):
         assert load_checkpoint(out / f"scene-{scene}")["config"]["data"]["scene"] == scene
@@ -319,8 +328,23 @@ def test_all_scenes_trains_one_run_per_scene_and_evaluates_them_together(tmp_pat
     assert report["auc_scene_median"] == pytest.approx(np.median(list(report["scenes"].values())))
     assert report["auc_scene_mean"] == pytest.approx(np.mean(list(report["scenes"].values())))
     assert report["auc_micro_pooled"] is not None and report["missing"] == ["scene-03"]
+    assert report["not_evaluated"] == ["04"] and "04" not in report["scenes"]
     assert report["frames_scored"] == 4 * (6 - 2)
     assert "scene AUC median" in captured.out
+
+
+def test_scenes_without_test_videos_are_trained_or_skipped_as_asked(tmp_path):
+    from ddlvad.commands.scenes import _plan, test_scenes
+    from ddlvad.data.layouts import index_dataset
+
+    root = tmp_path / "sh"
+    make_shanghaitech(root)
+    index = index_dataset(root, "shanghaitech", splits=("training",))
+    assert test_scenes(root) == {"01", "02", "03"}
+    said: list[str] = []
+    assert _plan(index, test_scenes(root), "train", said.append) == (["01", "02", "03", "04"], ["04"])
+    assert _plan(index, test_scenes(root), "skip", said.append) == (["01", "02", "03"], [])
+    assert "skipped (--scenes-without-test skip)" in said[-1]
 
 
 def test_all_scenes_refuses_other_datasets(scene, tmp_path, capsys):

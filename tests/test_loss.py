@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from ddlvad.loss import ddl_loss, distinction_loss, pixel_error, recon_loss
-from ddlvad.pseudo_anomaly import AnomalyWeight, pseudo_anomaly
+from ddlvad.pseudo_anomaly import AnomalyWeight, blend
 
 
 def t(values):  # (1, 1, 1, W) image from a list
@@ -71,8 +71,8 @@ def test_pseudo_anomaly_follows_eq1_and_leaves_outside_the_mask_unchanged():
     mask = torch.zeros(2, 1, 3, 8, 8)
     mask[:, :, :, 2:5, 3:7] = 1
     s = torch.tensor(0.3)
-    out = pseudo_anomaly(clip, mask, s, torch.Generator().manual_seed(7))
     noise = torch.rand(clip.shape, generator=torch.Generator().manual_seed(7))
+    out = blend(clip, mask, s, noise)
     outside = mask.expand_as(clip) == 0
     assert torch.equal(out[outside], clip[outside])
     inside = ~outside
@@ -86,7 +86,7 @@ def test_anomaly_weight_starts_at_half_and_gets_gradient_only_from_distinction()
     clip = torch.rand(1, 1, 1, 8, 8)
     mask = torch.zeros(1, 1, 1, 8, 8)
     mask[..., 2:6, 2:6] = 1
-    anomalous = pseudo_anomaly(clip, mask, w())
+    anomalous = blend(clip, mask, w(), torch.rand(clip.shape))
     recon = torch.sigmoid(model(clip[:, :, 0]))
     recon_a = torch.sigmoid(model(anomalous[:, :, 0]))
     recon_loss(clip[:, :, 0], recon).backward(retain_graph=True)

@@ -7,6 +7,7 @@ import torch.nn.functional as F
 
 from ddlvad import Config, UserError, build_model
 from ddlvad.models import C3DSU, BatchNorm2d, ConvBlock, UNet, count_parameters, set_conv_layout
+from ddlvad.config import ScoreConfig
 from ddlvad.score import score_video, score_video_naive
 
 
@@ -160,9 +161,10 @@ def test_encoder_reuse_scoring_equals_window_by_window(arch, frames):
     torch.manual_seed(0)
     model = C3DSU(1, 16, 3) if arch == "c3dsu" else UNet(1, 16)
     frames_u8 = np.random.default_rng(0).integers(0, 256, (11, 32, 48, 1), dtype=np.uint8)
-    fast = score_video(model, frames_u8, patch=8, batch_size=4)
-    naive = score_video_naive(model, frames_u8, patch=8, batch_size=3)
-    one_by_one = score_video(model, frames_u8, patch=8, batch_size=1)
+    sc = ScoreConfig(patch=8)
+    fast = score_video(model, frames_u8, sc, batch_size=4)
+    naive = score_video_naive(model, frames_u8, sc, batch_size=3)
+    one_by_one = score_video(model, frames_u8, sc, batch_size=1)
     np.testing.assert_allclose(fast, one_by_one, rtol=1e-5, atol=1e-6)  # batched == one frame at a time
     h = frames // 2
     assert np.isnan(fast[:h]).all() and np.isnan(fast[len(fast) - h:]).all()

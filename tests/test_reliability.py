@@ -78,27 +78,29 @@ def test_ctrl_c_writes_a_clean_checkpoint_and_exits_130(scene, tracked, tmp_path
 
 
 class Payload:
+    """Unpickling runs ``touch <marker>``: proof that pickle code was executed."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
     def __reduce__(self):
-        return (os.system, (f"touch {MARKER}",))
-
-
-MARKER = Path("/tmp/ddlvad-pickle-payload-ran")
+        return (os.system, (f"touch {self.marker}",))
 
 
 def test_pickle_payload_is_refused_without_running_it(tmp_path, capsys):
-    MARKER.unlink(missing_ok=True)
+    marker = tmp_path / "payload-ran"
     run = tmp_path / "evil"
     run.mkdir()
-    torch.save({"model": {}, "config": {}, "x": Payload()}, run / "checkpoint.pt")
+    torch.save({"model": {}, "config": {}, "x": Payload(marker)}, run / "checkpoint.pt")
     with pytest.raises(UserError, match="refusing"):
         load_checkpoint(run)
     assert main(["evaluate", str(run), "--data", str(tmp_path)]) == 2
     assert "refusing" in capsys.readouterr().err
-    assert not MARKER.exists()
+    assert not marker.exists()
 
 
 def test_disk_full_while_saving_keeps_the_previous_checkpoint(scene, tracked, tmp_path, monkeypatch, capsys):
-    import ddlvad.checkpoint as ck
+    import ddlvad.files as ck
 
     run = tmp_path / "run"
     calls = {"n": 0}

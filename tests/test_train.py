@@ -1,6 +1,7 @@
 """The training loop on in-memory frames: files, determinism, exact resume, modes."""
 
 import json
+import signal
 
 import numpy as np
 import pytest
@@ -9,7 +10,8 @@ import torch
 from ddlvad import Config, UserError
 from ddlvad.checkpoint import load_checkpoint
 from ddlvad.data.tracks import VideoTracks
-from ddlvad.train import Trainer, TrainingData, prepare_run_dir, recalibrate_batchnorm
+from ddlvad.runs import prepare_run_dir
+from ddlvad.train import Trainer, TrainingData, TrainingInterrupted, recalibrate_batchnorm
 
 
 def tiny_data(videos=2, frames=14):
@@ -89,17 +91,22 @@ def test_resumed_run_ends_bit_for_bit_like_an_uninterrupted_one(tmp_path):
     full = Trainer(tiny_cfg(), tiny_data(), tmp_path / "full", progress=False)
     (tmp_path / "full").mkdir()
     full.run()
-    # Interrupted run: 3 steps, checkpoint, then a fresh process-like Trainer resumes.
+    # Interrupted run: Ctrl-C during step 3, checkpoint, then a fresh process-like Trainer resumes.
     part_dir = tmp_path / "part"
     part_dir.mkdir()
     part = Trainer(tiny_cfg(), tiny_data(), part_dir, progress=False)
-    tiny_cfg().to_yaml(part_dir / "config.yaml")
-    (part_dir / "metrics.jsonl").write_text("")
-    for step in range(3):
-        part.train_step(step)
-        part.step += 1
-        part.scheduler.step()
-    part.save_checkpoint()
+    real_step = part.train_step
+
+    def step_then_interrupt(step):
+        parts = real_step(step)
+        if step == 2:
+            signal.raise_signal(signal.SIGINT)  # caught by the loop: checkpoint, then TrainingInterrupted
+        return parts
+
+    part.train_step = step_then_interrupt
+    with pytest.raises(TrainingInterrupted, match="step 3"):
+        part.run()
+    assert load_checkpoint(part_dir)["step"] == 3
     torch.manual_seed(1234)  # a new process has another global RNG state
     resumed = Trainer(tiny_cfg(), tiny_data(), part_dir, progress=False)
     resumed.run(resume=True)
@@ -143,3 +150,22 @@ def test_run_dir_with_another_run_is_refused_unless_forced(tmp_path):
     assert not (tmp_path / "checkpoint.pt").exists()
     with pytest.raises(UserError, match="--resume"):
         prepare_run_dir(tmp_path / "new", resume=True, force=False)
+
+
+def lrs_of(run_dir) -> list[float]:
+    return [json.loads(l)["lr"] for l in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_learning_rate_drops_once_at_the_configured_fraction(tmp_path):
+    # 10 steps, lr_drop_at 0.3: one drop by lr_gamma 0.5 before step index 3 (rows are 1-based
+    # and log the lr the step used). StepLR(step_size=3) dropped again at 6 and 9.
+    Trainer(tiny_cfg(**{"train.steps": 10, "train.lr_drop_at": 0.3}), tiny_data(), tmp_path, progress=False).run()
+    assert lrs_of(tmp_path) == pytest.approx([1e-3] * 3 + [5e-4] * 7)
+
+
+def test_resuming_with_more_steps_never_drops_the_learning_rate_twice(tmp_path):
+    # 10 steps drop at step index 8; resumed to 20 steps the lr stays at its dropped value
+    # (StepLR restored its step size of 8 and halved again at 16).
+    Trainer(tiny_cfg(**{"train.steps": 10}), tiny_data(), tmp_path, progress=False).run()
+    Trainer(tiny_cfg(**{"train.steps": 20}), tiny_data(), tmp_path, progress=False).run(resume=True)
+    assert lrs_of(tmp_path) == pytest.approx([1e-3] * 8 + [5e-4] * 12)

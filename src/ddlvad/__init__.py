@@ -7,7 +7,7 @@ __version__ = "0.1.0"
 from .config import Config
 from .errors import UserError
 
-__all__ = ["Config", "Detector", "UserError", "build_model", "__version__"]
+__all__ = ["AnomalyDetector", "Config", "UserError", "build_model", "__version__"]
 
 
 def __getattr__(name: str):
@@ -16,8 +16,8 @@ def __getattr__(name: str):
         from .models import build_model
 
         return build_model
-    if name == "Detector":
-        from .infer import Detector
+    if name == "AnomalyDetector":
+        from .stream import AnomalyDetector
 
-        return Detector
+        return AnomalyDetector
     raise AttributeError(name)

@@ -8,7 +8,6 @@ pickle code execution is refused, never run.
 
 from __future__ import annotations
 
-import os
 import pickle
 from pathlib import Path
 from typing import Any
@@ -18,24 +17,16 @@ import torch
 from . import __version__
 from .config import Config
 from .errors import UserError
+from .files import atomic_writer
 
 CHECKPOINT = "checkpoint.pt"
 
 
 def save_atomic(obj: Any, path: Path) -> None:
-    """``torch.save`` to a temporary file, fsync, then rename over ``path``: a crash or a
-    full disk leaves the previous file intact."""
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        with open(tmp, "wb") as fh:
-            torch.save(obj, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise UserError(f"could not write {path} ({exc.strerror or exc}); free disk space or choose "
-                        f"another --out; the previous checkpoint is kept") from None
+    """``torch.save`` through :func:`ddlvad.files.atomic_writer`: a crash or a full disk
+    leaves the previous checkpoint intact."""
+    with atomic_writer(path, "wb") as handle:
+        torch.save(obj, handle)
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:

@@ -1,6 +1,6 @@
 """Typed configuration: the one source of every default, the presets, YAML in and out.
 
-The tree is ``Config(model, data, ddl, train, score)``. ``Config.preset(name)`` returns a
+The tree is ``Config(model, data, ddl, train, score, objects)``. ``Config.preset(name)`` returns a
 preset; ``cfg.override(["train.lr=1e-3", ...])`` applies ``section.field=value`` strings
 (the command line's ``--set``); ``Config.from_yaml``/``to_yaml`` round-trip a run's
 ``config.yaml``. Every check lives in ``validate()`` and raises :class:`UserError` naming
@@ -13,7 +13,7 @@ import dataclasses
 import difflib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, get_args, get_type_hints
+from typing import Any, get_args, get_origin, get_type_hints
 
 import yaml
 
@@ -27,6 +27,7 @@ MASK_SOURCES = ("tracks", "random")
 RETIRED_KEYS = {"train.workers"}
 """Keys that configs and checkpoints of 0.1.0 development builds may hold; read and ignored."""
 PRECISIONS = ("fp32", "bf16")
+TRACKERS = ("ocsort", "bytetrack")
 
 
 @dataclass
@@ -140,12 +141,31 @@ class ScoreConfig:
     """Percentile of normal training-frame scores stored as the detection threshold."""
 
 
+@dataclass
+class ObjectsConfig:
+    """How the objects that pseudo anomalies are pasted into are found (``ddlvad track``, and
+    ``ddlvad train`` when no tracks exist yet). Not used at test time."""
+
+    detector: str = "motion"
+    """``motion`` (background subtraction for fixed cameras, no weights) or ``onnx:PATH`` (a
+    YOLO-style ONNX export; needs ``pip install ddlvad[onnx]``)."""
+    tracker: str = "ocsort"
+    """``ocsort`` (the paper's) or ``bytetrack``, from the ``trackers`` library."""
+    classes: list[int] = field(default_factory=lambda: [0])
+    """Class ids an ONNX detector keeps (COCO: 0 = person)."""
+    score_threshold: float = 0.3
+    """Smallest detection score an ONNX detector keeps."""
+    long_side: int = 360
+    """Frames are detected at most this many pixels on their long side (Ped2's own size)."""
+
+
 _SECTIONS: dict[str, type] = {
     "model": ModelConfig,
     "data": DataConfig,
     "ddl": DDLConfig,
     "train": TrainConfig,
     "score": ScoreConfig,
+    "objects": ObjectsConfig,
 }
 
 
@@ -156,6 +176,7 @@ class Config:
     ddl: DDLConfig = field(default_factory=DDLConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     score: ScoreConfig = field(default_factory=ScoreConfig)
+    objects: ObjectsConfig = field(default_factory=ObjectsConfig)
     preset: str = "paper"
     """Name of the preset this config started from (informational)."""
 
@@ -259,7 +280,26 @@ class Config:
             raise UserError(f"score.batch_size={s.batch_size}: must be >= 1")
         if not 0 < s.threshold_percentile <= 100:
             raise UserError(f"score.threshold_percentile={s.threshold_percentile}: must be in (0, 100]")
+        o = self.objects
+        _choice("objects.tracker", o.tracker, TRACKERS)
+        if o.detector != "motion" and not (o.detector.startswith("onnx:") and len(o.detector) > 5):
+            raise UserError(f"objects.detector={o.detector!r} (--object-detector): use 'motion' or "
+                            f"'onnx:PATH/TO/model.onnx'")
+        if not 0 <= o.score_threshold <= 1:
+            raise UserError(f"objects.score_threshold={o.score_threshold} (--score-threshold): must be in [0, 1]")
+        if o.long_side < 16:
+            raise UserError(f"objects.long_side={o.long_side}: must be >= 16 pixels")
         return self
+
+    def warnings(self) -> list[str]:
+        """Valid but risky choices, one line each (printed by ``ddlvad train``)."""
+        out = []
+        d = self.ddl
+        if d.mode != "recon" and d.loss_form == "pixel" and d.eps < 1e-3 and self.model.latent < 512:
+            out.append(f"ddl.loss_form=pixel with ddl.eps={d.eps:g} (the reference's form) stopped training "
+                       f"from learning at small model sizes in our measurements (docs/method.md §4); at "
+                       f"model.latent={self.model.latent} prefer ddl.loss_form=norm or ddl.eps=0.01")
+        return out
 
     # ---------------------------------------------------------------- I/O
     def to_dict(self) -> dict[str, Any]:
@@ -313,7 +353,7 @@ class EventRules:
             raise UserError(f"--min-frames {self.min_frames}: must be >= 1")
 
 
-# The presets. ``paper`` = METHOD.md section 5 (reference code); ``cpu`` = our fast path for
+# The presets. ``paper`` = docs/method.md §5 (reference code); ``cpu`` = our fast path for
 # a 2-core CPU (see bench/RESULTS.md for the measurements behind it); ``tiny`` = tests.
 PRESETS: dict[str, dict[str, Any]] = {
     "paper": {},
@@ -347,6 +387,10 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
+DEMO: dict[str, Any] = {"preset": "cpu", "overrides": {"train.steps": 300}}
+"""``ddlvad demo``: the preset it trains and the changes to it."""
+
+
 def _flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in values.items():
@@ -365,6 +409,13 @@ def _choice(flag: str, value: str, options: tuple[str, ...]) -> None:
 
 def _coerce(key: str, value: Any, hint: Any) -> Any:
     """Parse ``value`` (often a string from the command line) to the field's type."""
+    if get_origin(hint) is list:
+        (item,) = get_args(hint)
+        values = value.split(",") if isinstance(value, str) else value
+        if not isinstance(values, (list, tuple)):
+            raise UserError(f"{key}={value!r}: expected a list, e.g. 0,2")
+        return [_coerce(key, v.strip() if isinstance(v, str) else v, item) for v in values
+                if not (isinstance(v, str) and not v.strip())]
     args = [a for a in get_args(hint) if a is not type(None)]
     optional = type(None) in get_args(hint)
     base = args[0] if args else hint

@@ -3,10 +3,10 @@
 The input of :func:`evaluate` is one ``(scores, labels)`` pair per video:
 
 * ``scores``: float array ``(frames,)`` over *all* frames of the video, higher = more abnormal,
-  ``NaN`` where a frame has no score (the first and last ``(T-1)/2`` frames, METHOD.md section 6);
+  ``NaN`` where a frame has no score (the first and last ``(T-1)/2`` frames, docs/method.md §6);
 * ``labels``: ``uint8`` array ``(frames,)``, 1 = abnormal, or ``None`` when ground truth is unknown.
 
-Per video, in this order (METHOD.md section 6):
+Per video, in this order (docs/method.md §6):
 
 1. **edge rule** -- frames whose score is NaN are dropped together with their labels;
 2. **smoothing** -- :func:`smooth` over the remaining scored frames (median of window 17 in the
@@ -86,7 +86,7 @@ class Protocol:
 
 
 PROTOCOLS: dict[str, Protocol] = {
-    # METHOD.md section 6: median filter of window 17 per video, no normalisation.
+    # docs/method.md §6: median filter of window 17 per video, no normalisation.
     "paper": Protocol(name="paper"),
     # The reference code: raw scores.
     "raw": Protocol(name="raw", smoothing="none"),
@@ -314,7 +314,7 @@ def aggregate_scenes(reports: dict[str, dict], pooled_micro: float | None) -> di
 
 # ------------------------------------------------------------------------ published numbers
 PAPER_TABLE: dict = {
-    # METHOD.md section 7, frame-level AUC in %; None = not reported.
+    # docs/method.md §7, frame-level AUC in %; None = not reported.
     "main": {
         "MemAE (2019)": {"ped2": 94.1, "avenue": 83.3, "shanghaitech": 71.2},
         "MNAD reconstruction (2020)": {"ped2": 90.2, "avenue": 82.8, "shanghaitech": 69.8},

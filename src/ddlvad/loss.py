@@ -1,4 +1,4 @@
-"""The DDL loss (METHOD.md section 4, Eqs. 3-7): reconstruction plus distinction."""
+"""The DDL loss (docs/method.md §4, Eqs. 3-7): reconstruction plus distinction."""
 
 from __future__ import annotations
 

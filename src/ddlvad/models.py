@@ -1,4 +1,4 @@
-"""The reconstruction networks of METHOD.md section 3: ConvBlock, UNet and C3DSU.
+"""The reconstruction networks of docs/method.md §3: ConvBlock, UNet and C3DSU.
 
 Shapes: a clip is ``(B, C, T, H, W)`` in [0, 1]; every model returns the reconstructed
 middle frame ``(B, C, H, W)`` in [0, 1]. H and W must be multiples of 16.
@@ -14,7 +14,6 @@ from einops import rearrange
 from torch import nn
 
 from .config import Config
-from .errors import UserError
 
 # Kernel sizes of the parallel branches of one ConvBlock.
 BRANCH_KERNELS = {"reference": (3, 5, 7), "paper": (3, 3, 3, 3)}
@@ -209,17 +208,10 @@ class C3DSU(nn.Module):
         return self.decoder(mids)
 
 
-def check_frame_size(height: int, width: int) -> None:
-    if height % 16 or width % 16 or height < 16 or width < 16:
-        raise UserError(f"frame size {height}x{width}: height and width must be multiples of 16 "
-                        f"(set data.height / data.width)")
-
-
 def build_model(cfg: Config) -> nn.Module:
     """The network described by ``cfg.model`` for ``cfg.data`` frames (validated first)."""
     cfg.validate()
     m, d = cfg.model, cfg.data
-    check_frame_size(d.height, d.width)
     if m.arch == "unet":
         model = UNet(d.channels, m.latent, m.block, m.dropout)
     else:

@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 
 from .data.frames import FrameSpec, convert_frame
-from .infer import FrameResult
+from .stream import FrameResult
 
 LONG_SIDE = 640
 """Longest side of the overlay picture, pixels (smaller sources keep their size)."""

@@ -16,6 +16,8 @@ import numpy as np
 from matplotlib.figure import Figure
 from sklearn.metrics import roc_curve
 
+from .files import atomic_write, writable_dir
+
 _DPI = 100
 _RAW = "#9aa5b1"
 _SMOOTH = "#1f5fa8"
@@ -144,8 +146,8 @@ def save_figure(fig: Figure, path: str | Path) -> Path:
     pyplot's registry does not keep it alive.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, format="png", dpi=_DPI)
+    writable_dir(path.parent)
+    atomic_write(path, png_bytes(fig))
     pyplot = sys.modules.get("matplotlib.pyplot")
     if pyplot is not None:
         pyplot.close(fig)

@@ -1,68 +1,222 @@
-"""Frame scores from a trained model (METHOD.md section 6).
+"""Scoring frames with a trained model (docs/method.md §6): the one scorer.
 
-A frame's score is the largest mean of ``e(X_t, f(X))`` over ``patch x patch`` patches on
-the aligned grid and (optionally) the grid shifted by ``patch / 2``. Videos are scored with
-a sliding window; the per-frame encoder outputs are computed once and shared by the T
-windows that contain each frame (the encoder sees frames independently).
+A frame's score is the largest mean of its error map ``e(X_t, f(X))`` over ``patch x patch``
+patches, on the aligned grid and (``score.shifted_grid``) the grid shifted by ``patch / 2``:
+:func:`worst_patches` (and :func:`frame_scores`, its score alone) is the one place that
+computes it. :func:`sliding_windows` is the one place that cuts a stream of frames into
+windows; :class:`Scorer` joins the two and serves evaluation, detection on files and live
+streams, threshold calibration and (through :func:`frame_scores`) the exported model.
+
+The first and last ``(T-1)/2`` frames of a video have no full window: their score is NaN.
+The encoder sees frames one at a time, so each frame's encoder outputs are computed once and
+shared by the T windows that contain it (docs/method.md §3).
 """
 
 from __future__ import annotations
 
-from typing import Iterator
+import math
+from dataclasses import dataclass
+from typing import Any, Callable, Generic, Iterable, Iterator, TypeVar
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .config import ScoreConfig
 from .loss import pixel_error
 
+Item = TypeVar("Item")
 
-def _grid_means(error: torch.Tensor, patch: int, shifted_grid: bool) -> list[tuple[int, torch.Tensor]]:
+
+# ---------------------------------------------------------------------- the patch score
+def patch_grids(error: torch.Tensor, score: ScoreConfig) -> list[tuple[int, torch.Tensor]]:
     """``(B, H, W)`` error maps -> ``[(offset, means (B, gh, gw))]``, one entry per patch grid.
 
     The aligned grid covers whole patches from the top-left corner; the shifted grid is the
     same on the map cropped by ``patch // 2`` on each side (when a whole patch still fits).
     """
+    p = score.patch
     x = error.unsqueeze(1)                                                   # (B, 1, H, W)
-    grids = [(0, F.avg_pool2d(x, patch, stride=patch).squeeze(1))]           # (B, H//p, W//p)
-    if shifted_grid:
-        o = patch // 2
+    grids = [(0, F.avg_pool2d(x, p, stride=p).squeeze(1))]                   # (B, H//p, W//p)
+    if score.shifted_grid:
+        o = p // 2
         inner = x[:, :, o:x.shape[2] - o, o:x.shape[3] - o]
-        if inner.shape[2] >= patch and inner.shape[3] >= patch:
-            grids.append((o, F.avg_pool2d(inner, patch, stride=patch).squeeze(1)))
+        if inner.shape[2] >= p and inner.shape[3] >= p:
+            grids.append((o, F.avg_pool2d(inner, p, stride=p).squeeze(1)))
     return grids
 
 
-def patch_scores(error: torch.Tensor, patch: int = 16, shifted_grid: bool = True) -> torch.Tensor:
-    """``(B, H, W)`` error maps -> ``(B,)`` worst patch means (see :func:`_grid_means`)."""
-    grids = _grid_means(error, patch, shifted_grid)
-    best = grids[0][1].flatten(1).amax(1)
-    for _, means in grids[1:]:
-        best = torch.maximum(best, means.flatten(1).amax(1))
-    return best
-
-
-def worst_patches(error: torch.Tensor, patch: int = 16, shifted_grid: bool = True
-                  ) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(B, H, W)`` error maps -> the scores ``(B,)`` of :func:`patch_scores` and the worst
-    patch of each map as ``(B, 4)`` int64 boxes ``(x, y, w, h)`` in error-map pixels."""
+def worst_patches(error: torch.Tensor, score: ScoreConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(B, H, W)`` error maps -> each map's largest patch mean ``(B,)`` (the frame score) and
+    that patch as ``(B, 4)`` int64 boxes ``(x, y, w, h)`` in error-map pixels (ties: the
+    aligned grid, then the first patch in row order). Traceable (no data-dependent indexing)."""
     best: torch.Tensor | None = None
-    boxes = torch.zeros(error.shape[0], 4, dtype=torch.int64)
-    boxes[:, 2:] = patch
-    for offset, means in _grid_means(error, patch, shifted_grid):
+    corner: torch.Tensor | None = None
+    for offset, means in patch_grids(error, score):
         value, flat = means.flatten(1).max(1)                                # (B,), (B,)
         gw = means.shape[2]
-        take = torch.ones_like(value, dtype=torch.bool) if best is None else value > best
-        best = value if best is None else torch.where(take, value, best)
-        boxes[take, 0] = offset + (flat[take] % gw) * patch
-        boxes[take, 1] = offset + torch.div(flat[take], gw, rounding_mode="floor") * patch
-    assert best is not None
-    return best, boxes
+        xy = torch.stack([offset + (flat % gw) * score.patch,
+                          offset + torch.div(flat, gw, rounding_mode="floor") * score.patch], 1)  # (B, 2)
+        if best is None or corner is None:
+            best, corner = value, xy
+        else:
+            take = value > best
+            best = torch.where(take, value, best)
+            corner = torch.where(take[:, None], xy, corner)
+    assert best is not None and corner is not None
+    return best, torch.cat([corner, torch.full_like(corner, score.patch)], 1)
 
 
-def _device(model: nn.Module) -> torch.device:
-    return next(model.parameters()).device
+def frame_scores(error: torch.Tensor, score: ScoreConfig) -> torch.Tensor:
+    """``(B, H, W)`` error maps -> frame scores ``(B,)``: the worst patch mean (see :func:`worst_patches`)."""
+    return worst_patches(error, score)[0]
+
+
+# ---------------------------------------------------------------------- the sliding window
+@dataclass
+class WindowBatch(Generic[Item]):
+    """Consecutive windows of a stream, or one edge frame that no window is centred on."""
+
+    start: int
+    """Source index of the first centre (of the edge frame when ``edge``)."""
+    count: int
+    """Number of windows, centred at ``start .. start + count - 1``; 0 for an edge frame."""
+    items: list[Item]
+    """``count + T - 1`` consecutive items from ``start - (T-1)/2`` (the edge frame alone when ``edge``)."""
+
+    @property
+    def edge(self) -> bool:
+        return self.count == 0
+
+
+def sliding_windows(items: Iterable[Item], frames: int, batch: int) -> Iterator[WindowBatch[Item]]:
+    """Cut a stream of items (frames) into batches of ``batch`` T-frame windows, in source order.
+
+    Holds at most ``batch + T - 1`` items: a batch is yielded as soon as the last frame of its
+    last window has arrived, and each edge frame (first and last ``(T-1)/2``) as soon as it is
+    known to be one. Memory does not grow with the length of the stream.
+    """
+    h = frames // 2
+    held: list[Item] = []   # items first .. n-1
+    first = 0               # source index of held[0]
+    n = 0                   # items read so far
+    centre = h              # next frame to score
+    for item in items:
+        held.append(item)
+        n += 1
+        if n <= h:  # leading edge frame: no window will ever be centred on it
+            yield WindowBatch(n - 1, 0, [item])
+        while n - h - centre >= batch:  # `batch` windows have all their frames
+            yield WindowBatch(centre, batch, held[centre - h - first: centre + batch + h - first])
+            centre += batch
+            drop = centre - h - first  # items no later window needs
+            del held[:drop]
+            first += drop
+    if n - h > centre:
+        yield WindowBatch(centre, n - h - centre, held[centre - h - first: n - first])
+        centre = n - h
+    for index in range(max(centre, h), n):  # trailing edge frames
+        yield WindowBatch(index, 0, [held[index - first]])
+
+
+# ---------------------------------------------------------------------- the scorer
+@dataclass
+class ScoredFrame:
+    """One frame of a scored stream."""
+
+    index: int
+    """Index of the frame in the source, from 0."""
+    score: float
+    """Worst patch mean of the error map; NaN for the ``(T-1)/2`` edge frames at each end."""
+    error: torch.Tensor | None
+    """``(H, W)`` float32 error ``e(X_t, f(X))`` at the model's resolution; None for edge frames."""
+    box: tuple[int, int, int, int] | None
+    """The worst patch ``(x, y, w, h)`` in error-map pixels; None for edge frames."""
+    item: Any
+    """What the stream gave for this frame (e.g. the source image)."""
+
+
+class Scorer:
+    """A trained model and its ``score`` settings: frames in, scored frames out.
+
+    ``batch_size``: windows per forward pass (default ``score.batch_size``). The model is put
+    in eval mode while scoring and returned to its previous mode afterwards.
+    """
+
+    def __init__(self, model: nn.Module, score: ScoreConfig, batch_size: int | None = None) -> None:
+        self.model = model
+        self.cfg = score
+        self.batch_size = batch_size or score.batch_size
+
+    @property
+    def frames(self) -> int:
+        """Window length T."""
+        return int(self.model.frames)
+
+    def stream(self, items: Iterable[Any], prepare: Callable[[Any, int], np.ndarray] | None = None,
+               batch_size: int | None = None) -> Iterator[ScoredFrame]:
+        """A :class:`ScoredFrame` per item, in order, as soon as its window is complete.
+
+        ``prepare(item, index)`` turns an item into a ``(H, W, C)`` uint8 frame in the model's
+        spec (default: the item is one already).
+        """
+        prepare = prepare or (lambda item, index: item)
+        prepared = ((prepare(item, i), item) for i, item in enumerate(items))
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            for part in sliding_windows(prepared, self.frames, batch_size or self.batch_size):
+                if part.edge:
+                    yield ScoredFrame(part.start, math.nan, None, None, part.items[0][1])
+                    continue
+                error = self.errors(np.stack([frame for frame, _ in part.items]))       # (count, H, W)
+                scores, boxes = worst_patches(error, self.cfg)
+                h = self.frames // 2
+                for k in range(part.count):
+                    yield ScoredFrame(part.start + k, float(scores[k]), error[k], tuple(int(v) for v in boxes[k]),
+                                      part.items[k + h][1])
+        finally:
+            self.model.train(was_training)
+
+    @torch.inference_mode()
+    def errors(self, frames: np.ndarray) -> torch.Tensor:
+        """Error maps ``(N - T + 1, H, W)`` of every full window of consecutive uint8 frames
+        ``(N, H, W, C)``; the encoder runs once per frame."""
+        T = self.frames
+        count = len(frames) - T + 1
+        x = to_tensor(frames).to(_device(self.model))                 # (N, C, H, W)
+        feats = self.model.encode_frames(x)                           # per level (N, ch, h, w)
+        windows = [torch.stack([f[k:k + count] for k in range(T)], dim=2) for f in feats]  # (count, ch, T, h, w)
+        recon = self.model.decode_windows(windows)                    # (count, C, H, W)
+        return pixel_error(x[T // 2: T // 2 + count], recon).cpu()   # (count, H, W)
+
+    def score_video(self, frames: np.ndarray) -> np.ndarray:
+        """Scores ``(N,)`` float64 of uint8 frames ``(N, H, W, C)``; NaN for the edge frames."""
+        return np.array([r.score for r in self.stream(frames)], dtype=np.float64)
+
+
+def score_video(model: nn.Module, frames: np.ndarray, score: ScoreConfig, batch_size: int | None = None
+                ) -> np.ndarray:
+    """``Scorer(model, score, batch_size).score_video(frames)``."""
+    return Scorer(model, score, batch_size).score_video(frames)
+
+
+@torch.inference_mode()
+def score_video_naive(model: nn.Module, frames: np.ndarray, score: ScoreConfig, batch_size: int = 16) -> np.ndarray:
+    """The straightforward way: every window through the full model (no encoder reuse, no
+    streaming). The reference that tests and benchmarks hold :class:`Scorer` against."""
+    was_training = model.training
+    model.eval()
+    h = model.frames // 2
+    scores = np.full(len(frames), np.nan, dtype=np.float64)
+    x = to_tensor(frames).to(_device(model))
+    for start in range(h, len(frames) - h, batch_size):
+        centres = np.arange(start, min(start + batch_size, len(frames) - h))
+        clips = torch.stack([x[c - h:c + h + 1] for c in centres]).permute(0, 2, 1, 3, 4)  # (B, C, T, H, W)
+        scores[centres] = frame_scores(pixel_error(x[centres], model(clips)), score).cpu().numpy()
+    model.train(was_training)
+    return scores
 
 
 def to_tensor(frames: np.ndarray) -> torch.Tensor:
@@ -70,59 +224,5 @@ def to_tensor(frames: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.array(frames)).permute(0, 3, 1, 2).float().div_(255.0)  # copy: memmaps are read-only
 
 
-@torch.inference_mode()
-def reconstruct_windows(model: nn.Module, frames: np.ndarray, centres: np.ndarray) -> torch.Tensor:
-    """Reconstructions ``(B, C, H, W)`` of the windows centred at consecutive ``centres``
-    (``centres[k] = centres[0] + k``) of uint8 ``frames (N, H, W, C)``."""
-    T = model.frames
-    h = T // 2
-    first, count = int(centres[0]), len(centres)
-    x = to_tensor(frames[first - h: first + count + h]).to(_device(model))  # (count + T - 1, C, H, W)
-    feats = model.encode_frames(x)                               # per level (count+T-1, ch, h, w)
-    windows = [torch.stack([f[k:k + count] for k in range(T)], dim=2) for f in feats]  # (count, ch, T, h, w)
-    return model.decode_windows(windows)
-
-
-def iter_video(model: nn.Module, frames: np.ndarray, batch_size: int = 16
-               ) -> Iterator[tuple[np.ndarray, torch.Tensor, torch.Tensor]]:
-    """Yield ``(centres, targets, reconstructions)`` over all windows of one video."""
-    h = model.frames // 2
-    n = len(frames)
-    for start in range(h, n - h, batch_size):
-        centres = np.arange(start, min(start + batch_size, n - h))
-        recon = reconstruct_windows(model, frames, centres)
-        yield centres, to_tensor(frames[centres]).to(recon.device), recon
-
-
-@torch.inference_mode()
-def score_video(model: nn.Module, frames: np.ndarray, patch: int = 16, shifted_grid: bool = True,
-                batch_size: int = 16) -> np.ndarray:
-    """Scores ``(N,)`` of uint8 frames ``(N, H, W, C)``; NaN for the ``(T-1)/2`` edge frames
-    at each end, which have no full window."""
-    was_training = model.training
-    model.eval()
-    scores = np.full(len(frames), np.nan, dtype=np.float64)
-    for centres, target, recon in iter_video(model, frames, batch_size):
-        scores[centres] = patch_scores(pixel_error(target, recon), patch, shifted_grid).cpu().numpy()
-    model.train(was_training)
-    return scores
-
-
-@torch.inference_mode()
-def score_video_naive(model: nn.Module, frames: np.ndarray, patch: int = 16, shifted_grid: bool = True,
-                      batch_size: int = 16) -> np.ndarray:
-    """The straightforward way: every window through the full model (no encoder reuse).
-    Kept as the reference for equivalence tests and benchmarks."""
-    was_training = model.training
-    model.eval()
-    T = model.frames
-    h = T // 2
-    scores = np.full(len(frames), np.nan, dtype=np.float64)
-    x = to_tensor(frames).to(_device(model))
-    for start in range(h, len(frames) - h, batch_size):
-        centres = np.arange(start, min(start + batch_size, len(frames) - h))
-        clips = torch.stack([x[c - h:c + h + 1] for c in centres]).permute(0, 2, 1, 3, 4)  # (B, C, T, H, W)
-        recon = model(clips)
-        scores[centres] = patch_scores(pixel_error(x[centres], recon), patch, shifted_grid).cpu().numpy()
-    model.train(was_training)
-    return scores
+def _device(model: nn.Module) -> torch.device:
+    return next(model.parameters()).device

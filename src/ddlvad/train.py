@@ -15,10 +15,8 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import shutil
 import signal
 import time
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -32,16 +30,14 @@ from tqdm import tqdm
 from . import __version__, distributed
 from .checkpoint import CHECKPOINT, load_checkpoint, save_atomic
 from .config import Config
-from .data.clips import WindowIndex, epoch_order, gather_clips, object_masks, random_masks
+from .data.clips import WindowIndex, epoch_order, gather_clips
 from .data.tracks import VideoTracks
 from .errors import UserError
+from .files import atomic_write
 from .loss import ddl_loss
 from .models import build_model
-from .pseudo_anomaly import AnomalyWeight, pseudo_anomaly
-from .score import score_video
-
-RUN_FILES = ("config.yaml", "metrics.jsonl", CHECKPOINT, "summary.json", "snapshots")
-
+from .pseudo_anomaly import PseudoAnomaly, PseudoAnomalyGenerator, window_rngs
+from .score import Scorer
 
 FREE_ON_RESUME = {"train.steps", "train.epochs", "train.threads", "train.log_every", "train.checkpoint_every",
                   "train.snapshot_every", "data.cache_dir"}
@@ -61,46 +57,23 @@ class TrainingData:
     video_ids: Sequence[str]
 
 
-def prepare_run_dir(run_dir: Path, resume: bool, force: bool) -> None:
-    """Refuse to overwrite another run unless ``--force`` (or ``--resume`` to continue it)."""
-    if resume:
-        if not (run_dir / CHECKPOINT).is_file():
-            raise UserError(f"--resume: no checkpoint in {run_dir}; start a new run without --resume")
-        return
-    if run_dir.exists() and any((run_dir / f).exists() for f in RUN_FILES):
-        if not force:
-            raise UserError(f"{run_dir} already holds a run: pass --resume to continue it or "
-                            f"--force to replace it (or choose another --out)")
-        for name in RUN_FILES + ("eval",):
-            target = run_dir / name
-            if target.is_dir():
-                shutil.rmtree(target)
-            else:
-                target.unlink(missing_ok=True)
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        probe = run_dir / ".write-test"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as exc:
-        raise UserError(f"cannot write to {run_dir} ({exc.strerror}); choose another --out") from None
-
-
 class DDLNet(nn.Module):
-    """The network and the anomaly weight as one module: one call is a training step's
-    forward passes, so that DistributedDataParallel synchronises ``l`` like any weight."""
+    """The network and the pseudo-anomaly generator (which holds the anomaly weight) as one
+    module: one call is a training step's forward passes, so that DistributedDataParallel
+    synchronises ``l`` like any weight."""
 
-    def __init__(self, model: nn.Module, weight: AnomalyWeight):
+    def __init__(self, model: nn.Module, generator: PseudoAnomalyGenerator):
         super().__init__()
         self.model = model
-        self.weight = weight
+        self.generator = generator
 
-    def forward(self, clip: torch.Tensor, mask: torch.Tensor | None = None, noise: torch.Tensor | None = None
+    def forward(self, clip: torch.Tensor, anomaly: PseudoAnomaly | None = None
                 ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
-        """``f(X)``, then (with a mask) ``X_A`` and ``f(X_A)``: two separate passes, as in the reference."""
-        if mask is None:
+        """``f(X)``, then (with a pseudo anomaly) ``X_A`` and ``f(X_A)``: two separate passes,
+        as in the reference (BatchNorm sees them separately)."""
+        if anomaly is None:
             return self.model(clip), None, None
-        anomalous = pseudo_anomaly(clip, mask, self.weight(), noise=noise)  # Eqs. 1-2
+        anomalous = self.generator(clip, anomaly)                          # X_A, Eqs. 1-2
         return self.model(clip), anomalous, self.model(anomalous)         # f(X), X_A, f(X_A)
 
 
@@ -134,7 +107,8 @@ class Trainer:
 
         torch.manual_seed(t.seed)
         self.model = build_model(cfg).to(self.device)
-        self.weight = AnomalyWeight(cfg.ddl.init_logit, trainable=cfg.ddl.mode == "ddl").to(self.device)
+        self.generator = PseudoAnomalyGenerator(cfg, data.tracks, self.index).to(self.device)
+        self.weight = self.generator.weight
         if t.sync_batchnorm:
             self.model = distributed.sync_batchnorm(self.model)
         groups = [{"params": self.model.parameters(), "lr": t.lr}]
@@ -142,12 +116,12 @@ class Trainer:
             groups.append({"params": self.weight.parameters(),
                            "lr": cfg.ddl.logit_lr if cfg.ddl.logit_lr is not None else t.lr})
         self.optimizer = torch.optim.Adam(groups)
-        drop = max(1, int(round(t.lr_drop_at * self.total_steps)))
-        self.scheduler = torch.optim.lr_scheduler.StepLR(self.optimizer, step_size=drop, gamma=t.lr_gamma)
+        self.base_lrs = [g["lr"] for g in groups]
+        self.lr_dropped_at: int | None = None
         self.step = 0
         self.skipped = 0
         self.elapsed = 0.0
-        self.net = DDLNet(self.model, self.weight)
+        self.net = DDLNet(self.model, self.generator)
         self.engine: nn.Module = self.net
         if active:
             from torch.nn.parallel import DistributedDataParallel
@@ -166,6 +140,20 @@ class Trainer:
         epoch, pos = divmod(step, self.batches_per_epoch)
         return epoch_order(len(self.index), self.cfg.train.seed, epoch)[pos * bs:(pos + 1) * bs]
 
+    def lr_factor(self, step: int) -> float:
+        """The learning-rate factor of step ``step``: one drop, by ``train.lr_gamma``, at
+        ``round(train.lr_drop_at * total_steps)`` (docs/method.md §5). Once the drop has
+        happened it stays (the checkpoint records where): a run resumed with more ``--steps``
+        never drops twice; one resumed before its drop moves it to the same fraction of its
+        new length."""
+        t = self.cfg.train
+        drop = max(1, int(round(t.lr_drop_at * self.total_steps)))
+        if self.lr_dropped_at is not None:
+            drop = min(drop, self.lr_dropped_at)
+        elif step >= drop:
+            self.lr_dropped_at = drop
+        return t.lr_gamma if step >= drop else 1.0
+
     def rank_positions(self, n: int) -> range:
         """This rank's contiguous slice of a global batch of ``n`` windows (all of it in one process)."""
         return distributed.batch_slice(n, self.world, self.rank)
@@ -180,29 +168,26 @@ class Trainer:
         share = mine / len(batch)                                            # this rank's fraction
         if not mine:  # an epoch's last batch with fewer windows than ranks: a zero-weight stand-in
             part = range(1)
-        rngs = sample_rngs(cfg.train.seed, step, part)                       # keyed by global position
+        rngs = window_rngs(cfg.train.seed, step, part)                       # keyed by global position
         windows = batch[part.start:part.stop]
-        clip = gather_clips(self.data.frames, self.index, windows).to(self.device)  # (B, C, T, H, W)
         t = d.frames // 2
-        target = clip[:, :, t]                                               # (B, C, H, W)
         self.net.train()
-        mask = noise = None
-        if cfg.ddl.mode != "recon":
-            if d.masks == "tracks":
-                mask = object_masks(self.data.tracks, self.index, windows, d.height, d.width, rngs)
-            else:
-                mask = random_masks(d.frames, d.height, d.width, rngs)
-            if distributed.all_sum([mask.sum().item() if share else 0.0])[0] == 0:
-                return None
-            mask = mask.to(self.device)
-            noise = uniform_noise(clip.shape, rngs).to(self.device)         # A ~ U[0, 1)
+        for group, base in zip(self.optimizer.param_groups, self.base_lrs):
+            group["lr"] = base * self.lr_factor(step)
+
+        clip = gather_clips(self.data.frames, self.index, windows).to(self.device)  # X (B, C, T, H, W)
+        anomaly = self.generator.draw(windows, rngs, clip.shape)             # M, A (None: recon mode)
+        if anomaly is not None:
+            if distributed.all_sum([anomaly.masked_pixels if share else 0.0])[0] == 0:
+                return None                                                  # no object in the batch
+            anomaly = anomaly.to(self.device)
         with torch.autocast(**self.autocast):
-            recon, anomalous, recon_anomalous = self.engine(clip, mask, noise)  # f(X), X_A, f(X_A)
-        if mask is None:
-            parts = ddl_loss(target, recon.float())                          # Eq. 4
+            recon, anomalous, recon_anomalous = self.engine(clip, anomaly)   # f(X), X_A, f(X_A)
+        if anomaly is None:
+            parts = ddl_loss(clip[:, :, t], recon.float())                   # Eq. 4
         else:
-            parts = ddl_loss(target, recon.float(), anomalous[:, :, t], recon_anomalous.float(), mask[:, 0, t],
-                             cfg.ddl.lam, cfg.ddl.loss_form, cfg.ddl.eps)    # Eq. 3
+            parts = ddl_loss(clip[:, :, t], recon.float(), anomalous[:, :, t], recon_anomalous.float(),
+                             anomaly.mask[:, 0, t], cfg.ddl.lam, cfg.ddl.loss_form, cfg.ddl.eps)  # Eq. 3
         values = parts.as_floats()
         if self.world > 1:  # the global batch's values: each rank's share-weighted part, summed
             values = dict(zip(values, distributed.all_sum([v * share for v in values.values()])))
@@ -228,7 +213,7 @@ class Trainer:
             "anomaly_logit": self.weight.logit.detach().clone(),
             "anomaly_weight": self.weight().item(),
             "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
+            "lr_dropped_at": self.lr_dropped_at,
             "step": self.step,
             "skipped": self.skipped,
             "elapsed": self.elapsed,
@@ -250,7 +235,7 @@ class Trainer:
         itself continues with its own)."""
         kept = [b.clone() for b in self.model.buffers()] if self.cfg.train.bn_recalibration else []
         self.recalibrate_batchnorm()  # every rank (sync BN all-reduces in forward)
-        state = {k: v for k, v in self.state().items() if k not in ("optimizer", "scheduler")}
+        state = {k: v for k, v in self.state().items() if k != "optimizer"}
         if kept:  # the snapshot keeps the re-estimated statistics; training goes on with its own
             state["model"] = {k: v.clone() for k, v in state["model"].items()}
             with torch.no_grad():
@@ -275,8 +260,10 @@ class Trainer:
             raise UserError("--resume: the checkpoint does not fit this model size") from None
         with torch.no_grad():
             self.weight.logit.copy_(ckpt["anomaly_logit"])
-        self.optimizer.load_state_dict(ckpt["optimizer"])
-        self.scheduler.load_state_dict(ckpt["scheduler"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])  # the lr is set from lr_factor at every step
+        self.lr_dropped_at = ckpt.get("lr_dropped_at")
+        if self.lr_dropped_at is None and "scheduler" in ckpt and self.step >= ckpt["scheduler"].get("step_size", 1e18):
+            self.lr_dropped_at = int(ckpt["scheduler"]["step_size"])  # a checkpoint of 0.1.0's StepLR
         self.step = int(ckpt["step"])
         self.skipped = int(ckpt.get("skipped", 0))
         self.elapsed = float(ckpt.get("elapsed", 0.0))
@@ -303,9 +290,6 @@ class Trainer:
                 while self.step < self.total_steps:
                     parts = self.train_step(self.step)
                     self.step += 1
-                    with warnings.catch_warnings():  # a skipped batch steps the schedule without an update
-                        warnings.simplefilter("ignore", UserWarning)
-                        self.scheduler.step()
                     self.elapsed = time.perf_counter() - t0
                     if parts is None:
                         self.skipped += 1
@@ -342,7 +326,7 @@ class Trainer:
         }
         self.save_checkpoint({"threshold": threshold})
         if main:
-            (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+            atomic_write(self.run_dir / "summary.json", json.dumps(summary, indent=2))
         return summary
 
     def recalibrate_batchnorm(self) -> None:
@@ -356,11 +340,9 @@ class Trainer:
         their scores is the detection threshold stored with the model."""
         sc = self.cfg.score
         per_video = max(self.cfg.data.frames + 1, max_frames // max(len(self.data.frames), 1))
-        scores = []
-        for frames in self.data.frames:
-            s = score_video(self.model, np.asarray(frames[:per_video]), sc.patch, sc.shifted_grid, sc.batch_size)
-            scores.append(s[np.isfinite(s)])
-        values = np.concatenate(scores) if scores else np.zeros(0)
+        scorer = Scorer(self.model, sc)
+        scores = [scorer.score_video(np.asarray(frames[:per_video])) for frames in self.data.frames]
+        values = np.concatenate([s[np.isfinite(s)] for s in scores]) if scores else np.zeros(0)
         if values.size == 0:
             return {"value": None, "percentile": sc.threshold_percentile, "frames": 0}
         return {"value": float(np.percentile(values, sc.threshold_percentile)),
@@ -388,17 +370,6 @@ def check_global_batch(batch_size: int, world: int) -> None:
         raise distributed.shared_error(
             f"train.batch_size={batch_size} (--batch-size) is the global batch: it must be divisible by "
             f"the {world} processes (e.g. --batch-size {batch_size // world * world or world})")
-
-
-def sample_rngs(seed: int, step: int, positions) -> list[np.random.Generator]:
-    """One generator per window of a batch, keyed by (seed, step, position in the global batch)."""
-    return [np.random.default_rng([seed, 1, step, int(p)]) for p in positions]
-
-
-def uniform_noise(shape: torch.Size, rngs: list[np.random.Generator]) -> torch.Tensor:
-    """``A ~ U[0, 1)`` of ``shape`` (B, ...), sample b drawn from ``rngs[b]``."""
-    per_sample = tuple(shape[1:])
-    return torch.from_numpy(np.stack([r.random(per_sample, dtype=np.float32) for r in rngs]))
 
 
 class _InterruptFlag:

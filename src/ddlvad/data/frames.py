@@ -22,7 +22,9 @@ import cv2
 import numpy as np
 
 from ..errors import UserError
-from .layouts import VideoRecord
+from ..files import atomic_writer
+from .layouts import DatasetIndex, VideoRecord
+from .video import frame_count, open_capture, read_frames, read_image
 
 FORMAT_VERSION = 1
 """Bump when the decoded content changes for the same inputs (colour order, resizing)."""
@@ -85,28 +87,19 @@ def _decode_folder(record: VideoRecord, spec: FrameSpec) -> np.ndarray:
     out = np.empty((len(files), spec.height, spec.width, spec.channels), dtype=np.uint8)
     first_size: tuple[int, int] | None = None
     for index, path in enumerate(files):
-        image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-        if image is None:
-            raise UserError(f"cannot read frame {index} of {record.name}: {path} is corrupt or not an "
-                            f"image; replace or delete it")
+        image = read_image(path, f"frame {index} of {record.name}")
         first_size = _check_size(record, image, first_size, f"frame {index} ({path.name})")
         out[index] = convert_frame(image, spec, f"{path}")
     return out
 
 
 def _decode_file(record: VideoRecord, spec: FrameSpec) -> np.ndarray:
-    capture = cv2.VideoCapture(str(record.source))
+    capture = open_capture(str(record.source))
     try:
-        if not capture.isOpened():
-            raise UserError(f"cannot open video file {record.source}: it is corrupt or in a format "
-                            f"OpenCV cannot read; convert it (e.g. to MJPG .avi) or extract its frames")
-        announced = int(capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+        announced = frame_count(capture) or 0
         frames: list[np.ndarray] = []
         first_size: tuple[int, int] | None = None
-        while True:
-            ok, image = capture.read()
-            if not ok or image is None:
-                break
+        for image in read_frames(capture):
             first_size = _check_size(record, image, first_size, f"frame {len(frames)}")
             frames.append(convert_frame(image, spec, f"{record.source}"))
     finally:
@@ -220,13 +213,11 @@ def cached_frames(record: VideoRecord, spec: FrameSpec, cache_dir: str | Path | 
 def _write_atomically(path: Path, frames: np.ndarray, cache: Path) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        with open(tmp, "wb") as handle:
-            np.save(handle, frames)
-        os.replace(tmp, path)
     except OSError as exc:
         raise UserError(f"cannot write the frame cache in {cache} ({exc.strerror}): set --cache-dir or "
                         f"DDLVAD_CACHE to a writable folder") from None
+    with atomic_writer(path, "wb", what="--cache-dir (or DDLVAD_CACHE)") as handle:
+        np.save(handle, frames)
 
 
 class FrameStore:
@@ -248,6 +239,15 @@ class FrameStore:
             iterator = tqdm(self.videos, desc="decoding frames", unit="video")
         self.arrays: list[np.ndarray] = [cached_frames(r, spec, self.cache_dir) for r in iterator]
         self.lengths: np.ndarray = np.array([len(a) for a in self.arrays], dtype=np.int64)
+
+    @classmethod
+    def of_split(cls, index: DatasetIndex, split: str, spec: FrameSpec, cache_dir: str | Path | None = None,
+                 progress: bool = False) -> "FrameStore":
+        """The frames of every video of one split of ``index``."""
+        records = index.split(split)
+        if not records:
+            raise UserError(f"{index.root}: the {split} split has no videos")
+        return cls(records, spec, cache_dir, progress=progress)
 
     def __len__(self) -> int:
         return len(self.videos)

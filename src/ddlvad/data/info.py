@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-import cv2
 import numpy as np
 
-from ..errors import UserError
 from .layouts import DatasetIndex, VideoRecord
+from .video import first_frame_size, header_frame_count
 
 
 def summary(index: DatasetIndex, frame_counts: Mapping[tuple[str, str], int] | None = None) -> dict[str, Any]:
@@ -29,7 +28,7 @@ def summary(index: DatasetIndex, frame_counts: Mapping[tuple[str, str], int] | N
             return int(counts[(record.split, record.video_id)])
         if record.frame_files is not None:
             return len(record.frame_files)
-        return _header_frame_count(record)
+        return header_frame_count(record)
 
     labelled = [r.labels for r in index.testing if r.labels is not None]
     out: dict[str, Any] = {
@@ -50,29 +49,3 @@ def summary(index: DatasetIndex, frame_counts: Mapping[tuple[str, str], int] | N
     if first:
         out["frame_size"] = list(first_frame_size(first[0]))
     return out
-
-
-def first_frame_size(record: VideoRecord) -> tuple[int, int]:
-    """``(height, width)`` of the first source frame of ``record``, in pixels."""
-    if record.frame_files is not None:
-        if not record.frame_files:
-            raise UserError(f"{record.name} has no frame images")
-        image = cv2.imread(str(record.frame_files[0]), cv2.IMREAD_UNCHANGED)
-    else:
-        capture = cv2.VideoCapture(str(record.source))
-        ok, image = capture.read()
-        capture.release()
-        image = image if ok else None
-    if image is None:
-        raise UserError(f"cannot read the first frame of {record.name}: the file is corrupt")
-    return int(image.shape[0]), int(image.shape[1])
-
-
-def _header_frame_count(record: VideoRecord) -> int:
-    capture = cv2.VideoCapture(str(record.source))
-    try:
-        if not capture.isOpened():
-            raise UserError(f"cannot open video file {record.source}: it is corrupt or unsupported")
-        return int(capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
-    finally:
-        capture.release()

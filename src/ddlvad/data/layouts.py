@@ -464,11 +464,9 @@ def _find_file(root: Path, names: list[str]) -> Path | None:
 
 def _image_size(path: Path) -> tuple[int, int]:
     """``(height, width)`` of one image file."""
-    import cv2
+    from .video import read_image  # video.py builds on this module
 
-    image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if image is None:
-        raise UserError(f"cannot read image {path}: the file is corrupt or not an image")
+    image = read_image(path, f"image {path.name}")
     return int(image.shape[0]), int(image.shape[1])
 
 

@@ -10,7 +10,6 @@ version, each video's frame count and the settings that produced the boxes.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -18,6 +17,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..errors import UserError
+from ..files import atomic_writer, writable_dir
 
 FORMAT = "ddlvad-tracks"
 VERSION = 1
@@ -77,7 +77,7 @@ class Tracks:
     def save(self, path: str | Path) -> Path:
         """Write atomically (temporary file, fsync, rename)."""
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        writable_dir(path.parent, "--cache-dir")
         meta = {
             "format": FORMAT,
             "version": VERSION,
@@ -86,12 +86,8 @@ class Tracks:
             "settings": self.settings,
         }
         arrays = {f"v/{vid}": vt.rows for vid, vt in self.videos.items()}
-        tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "wb") as fh:
+        with atomic_writer(path, "wb", what="--cache-dir") as fh:
             np.savez(fh, meta=np.array(json.dumps(meta)), **arrays)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
         return path
 
     @classmethod

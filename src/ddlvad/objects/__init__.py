@@ -1,4 +1,4 @@
-"""Objects for DDL's pseudo anomalies (METHOD.md section 2.1): detect, track, import, preview.
+"""Objects for DDL's pseudo anomalies (docs/method.md §2.1): detect, track, import, preview.
 
 - :mod:`.motion`: :class:`MotionDetector` (MOG2 background subtraction, fixed cameras);
 - :mod:`.onnx_detector`: :class:`OnnxDetector` (optional YOLO ONNX model, needs onnxruntime);

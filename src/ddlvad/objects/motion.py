@@ -1,6 +1,6 @@
 """A class-agnostic motion detector for fixed cameras (background subtraction).
 
-DDL only needs *some* tracked box around each moving object (METHOD.md section 2.1: the
+DDL only needs *some* tracked box around each moving object (docs/method.md §2.1: the
 pseudo anomaly is pasted inside one track's box), not a class label, so a background
 model is enough on the fixed-camera benchmarks and needs no weights.
 

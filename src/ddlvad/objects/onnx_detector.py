@@ -24,7 +24,10 @@ from typing import Sequence
 import cv2
 import numpy as np
 
+from ..config import ObjectsConfig
 from ..errors import UserError
+
+_DEFAULTS = ObjectsConfig()
 
 
 def letterbox(frame: np.ndarray, size: int) -> tuple[np.ndarray, float, tuple[float, float]]:
@@ -47,15 +50,15 @@ class OnnxDetector:
 
     name = "onnx"
 
-    def __init__(self, path: str | Path, classes: Sequence[int] | None = (0,), score_threshold: float = 0.3,
-                 nms_iou: float = 0.5, input_size: int = 640):
+    def __init__(self, path: str | Path, classes: Sequence[int] | None = tuple(_DEFAULTS.classes),
+                 score_threshold: float = _DEFAULTS.score_threshold, nms_iou: float = 0.5, input_size: int = 640):
         self.path = Path(path)
         self.classes = None if classes is None else tuple(int(c) for c in classes)
         self.score_threshold = float(score_threshold)
         self.nms_iou = float(nms_iou)
         self.input_size = int(input_size)
         if not self.path.is_file():
-            raise UserError(f"ONNX model {self.path} not found: check the --detector-model path")
+            raise UserError(f"ONNX model {self.path} not found: check the path given to --object-detector onnx:PATH")
         try:
             import onnxruntime as ort
         except ImportError:

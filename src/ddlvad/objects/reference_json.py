@@ -1,6 +1,6 @@
 """Import the reference implementation's tracked-box JSON into a :class:`Tracks`.
 
-The reference code reads one JSON dict per dataset split (METHOD.md section 2.1)::
+The reference code reads one JSON dict per dataset split (docs/method.md §2.1)::
 
     {"/home/x/ped2/training/frames/01/003.jpg": {"0": [x1, y1, x2, y2], "4": [...]}, ...}
 

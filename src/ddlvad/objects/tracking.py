@@ -1,6 +1,6 @@
 """Glue between a detector and the Roboflow ``trackers`` library (OC-SORT, ByteTrack).
 
-The paper tracks its detections with OC-SORT (METHOD.md section 2.1); we call the
+The paper tracks its detections with OC-SORT (docs/method.md §2.1); we call the
 library's implementation, we do not write a tracker. This module only converts our
 per-frame ``(k, 5)`` pixel boxes to ``supervision.Detections``, collects the tracker's ids,
 and writes :class:`~ddlvad.data.tracks.Tracks` rows normalised to [0, 1].
@@ -37,7 +37,9 @@ TRACKER_DEFAULTS: dict[str, dict[str, Any]] = {
 }
 
 
-class Detector(Protocol):
+class ObjectDetector(Protocol):
+    """Finds the objects of a video: per frame a ``(k, 5)`` array ``x1, y1, x2, y2, score`` in pixels."""
+
     def detect_video(self, frames: np.ndarray) -> list[np.ndarray]: ...
 
 
@@ -133,7 +135,7 @@ def _detector_settings(detector: Any) -> dict[str, Any]:
             "params": asdict(params) if is_dataclass(params) else {}}
 
 
-def track_dataset(videos: dict[str, np.ndarray], detector: Detector, tracker: str = "ocsort",
+def track_dataset(videos: dict[str, np.ndarray], detector: ObjectDetector, tracker: str = "ocsort",
                   progress: bool = False, **kw) -> Tracks:
     """Detect and track every video; ``videos``: video id -> uint8 frames ``(N, H, W[, C])``.
 

@@ -1,0 +1,148 @@
+"""``ddlvad detect``: score a video file, frame folder or live stream; write scores, events, overlay."""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import dataclasses
+import json
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from ..config import EventRules
+from ..data.video import VideoSource
+from ..errors import UserError
+from ..files import atomic_write, writable_dir
+from ..overlay import OverlayRenderer
+from ..runs import detection_dir
+from ..stream import AnomalyDetector, Event, EventTracker
+from . import Log, to_stderr
+
+
+def detect(run: str | Path, source: str | int | Path, out: str | Path | None = None, *,
+           threshold: float | None = None, batch_size: int | None = None, overlay: bool = True,
+           max_frames: int | None = None, fps: float | None = None, rules: EventRules | None = None,
+           say: Log = print, log: Log = to_stderr) -> dict:
+    """Score every frame of ``source`` (video file, folder of frames, camera index, URL) with
+    the model of ``run`` and write, in ``out`` (default ``RUN/detect/<source name>``):
+
+    - ``scores.csv``: ``frame, time_s, score, anomalous`` per frame (score empty and
+      anomalous 0 for the edge frames), written as frames are scored;
+    - ``events.json``: the events (:class:`ddlvad.config.EventRules` merge anomalous frames)
+      with the source, fps, threshold and frame count; rewritten atomically when an event
+      closes, at the end, and when the run is interrupted or fails (``complete: false`` and
+      ``stopped`` then say why);
+    - ``overlay.mp4`` (unless ``overlay=False``): see :mod:`ddlvad.overlay`.
+
+    Each event is reported through ``say`` when it closes. Returns the events.json content.
+    The threshold is ``threshold`` if given, else the run's stored one (none: UserError).
+    """
+    rules = rules or EventRules()
+    if threshold is not None and not np.isfinite(threshold):
+        raise UserError(f"--threshold {threshold}: give a finite frame score")
+    detector = AnomalyDetector.load(run, threshold, batch_size)
+    if detector.threshold is None:
+        raise UserError(f"the run {run} stores no detection threshold: pass --threshold X (a frame score, "
+                        f"e.g. the largest score of a normal video in `ddlvad evaluate`'s scores.csv)")
+    with VideoSource(source, fps) as video:
+        out = writable_dir(Path(out) if out else detection_dir(run, video.name))
+        d = detector.cfg.data
+        report: dict = {
+            "source": video.label, "fps": video.fps, "fps_origin": video.fps_origin, "live": video.live,
+            "threshold": detector.threshold, "threshold_origin": detector.threshold_origin,
+            "run": str(run), "model": {"frames": d.frames, "size": [d.height, d.width], "channels": d.channels},
+            "rules": dataclasses.asdict(rules), "frames": 0, "frames_scored": 0, "complete": False,
+            "stopped": None, "events": [],
+        }
+        events = _Events(out / "events.json", report, say)
+        with open(out / "scores.csv", "w", newline="", buffering=1) as table:  # line-buffered: valid while running
+            _score(detector, video, table, out, report, events, EventTracker(rules), overlay, max_frames)
+    report["outputs"] = sorted(p.name for p in out.iterdir() if p.suffix in (".csv", ".json", ".mp4"))
+    report["out"] = str(out)
+    return report
+
+
+class _Events:
+    """The events found so far, and ``events.json`` rewritten whenever they change."""
+
+    def __init__(self, path: Path, report: dict, say: Log) -> None:
+        self.path, self.report, self.say = path, report, say
+        self.events: list[Event] = []
+        self.started = time.perf_counter()
+
+    def add(self, event: Event | None) -> None:
+        if event is not None:
+            self.events.append(event)
+            self.say(f"event {len(self.events)}: {event.describe()}")
+            self.save()
+
+    def save(self) -> None:
+        seconds = time.perf_counter() - self.started
+        self.report.update(events=[e.as_dict() for e in self.events], seconds=round(seconds, 2),
+                           frames_per_second=round(self.report["frames"] / max(seconds, 1e-9), 1))
+        atomic_write(self.path, json.dumps(self.report, indent=2))
+
+
+def _score(detector: AnomalyDetector, video: VideoSource, table, out: Path, report: dict, events: _Events,
+           tracker: EventTracker, overlay: bool, max_frames: int | None) -> None:
+    """The detection loop: a row, an overlay frame and an event update per frame."""
+    rows = csv.writer(table)
+    rows.writerow(["frame", "time_s", "score", "anomalous"])
+    writer = renderer = None
+    try:
+        with _sigterm_as_interrupt():
+            for result in detector.stream(video, max_frames=max_frames):
+                scored = np.isfinite(result.score)
+                rows.writerow([result.frame, f"{result.time:.4f}", f"{result.score:.6g}" if scored else "",
+                               int(result.anomalous)])
+                report["frames"] += 1
+                report["frames_scored"] += int(scored)
+                if overlay:
+                    if writer is None:
+                        renderer = OverlayRenderer(result.image.shape, detector.threshold)
+                        writer = _video_writer(out / "overlay.mp4", video.fps, renderer.size)
+                    writer.write(renderer.render(result))
+                events.add(tracker.update(result))
+        report["complete"], report["stopped"] = video.stopped is None, video.stopped
+    except KeyboardInterrupt:
+        report["stopped"] = "interrupted"
+        raise
+    except UserError as exc:
+        report["stopped"] = f"error: {exc}"
+        raise
+    finally:
+        events.add(tracker.finish())
+        if writer is not None:
+            writer.release()
+        events.save()
+
+
+def _video_writer(path: Path, fps: float, size: tuple[int, int]):
+    import cv2
+
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
+    if not writer.isOpened():
+        raise UserError(f"cannot write {path}: this OpenCV has no mp4v encoder; pass --no-overlay")
+    return writer
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """Within the main thread, SIGTERM raises KeyboardInterrupt, so outputs are closed cleanly."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

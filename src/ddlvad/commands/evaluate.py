@@ -1,0 +1,98 @@
+"""``ddlvad evaluate``: score every test frame with a trained model and write the report files."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from .. import distributed
+from ..checkpoint import load_model
+from ..config import Config
+from ..data.frames import FrameSpec, FrameStore
+from ..data.layouts import DatasetIndex, VideoRecord, index_dataset
+from ..errors import UserError
+from ..evaluate import evaluate as compute
+from ..evaluate import get_protocol
+from ..report import write_evaluation
+from ..runs import evaluation_dir
+from ..score import Scorer
+from . import Log, silent, to_stderr
+
+
+def score_split(scorer: Scorer, cfg: Config, index: DatasetIndex, progress: bool = True) -> dict[str, np.ndarray]:
+    """Frame scores (NaN at the edges) of every testing video, keyed by video id in index order.
+
+    Under torchrun each rank scores whole videos (dealt by frame count, see
+    :func:`distributed.split_by_size`) and every rank receives all the scores: each frame is
+    scored exactly once, so the result equals one process's.
+    """
+    records = index.testing
+    if not records:
+        raise UserError(f"{index.root}: the testing split has no videos")
+    mine = [records[i] for i in distributed.my_share([_frame_count(r) for r in records])]
+    part = {}
+    if mine:
+        show = progress and distributed.is_main()
+        store = FrameStore(mine, FrameSpec.from_config(cfg.data), cfg.data.cache_dir, progress=show)
+        for record, frames in tqdm(list(zip(store.videos, store.arrays)), desc="scoring", unit="video",
+                                   disable=not show):
+            part[record.video_id] = scorer.score_video(frames)
+    scores = distributed.gather_dicts(part)
+    return {r.video_id: scores[r.video_id] for r in records}
+
+
+def _frame_count(record: VideoRecord) -> int:
+    """Frames of a video, known without decoding it (1 when unknown): the weight of its share."""
+    if record.frame_files is not None:
+        return len(record.frame_files)
+    return len(record.labels) if record.labels is not None else 1
+
+
+@distributed.collective
+def evaluate(run: str | Path, root: str | Path, *, dataset: str | None = None, scene: str | None = None,
+             protocol: str = "paper", protocol_overrides: dict | None = None, out: str | Path | None = None,
+             cache_dir: str | None = None, plots: bool = True, progress: bool = True, log: Log = to_stderr,
+             keep_scores: dict | None = None) -> dict:
+    """Score every test frame of ``root`` with the trained model of ``run`` and write
+    ``report.json``, ``scores.csv``, plots and ``report.html`` (default ``RUN/eval``).
+
+    Under torchrun the videos are shared among the ranks (:func:`score_split`) and rank 0
+    writes the files; every rank returns the report. ``keep_scores``, when given, receives
+    ``video id -> (scores, labels)``.
+    """
+    run = Path(run)
+    if not distributed.is_main():
+        log, progress = silent, False
+    model, cfg, ckpt = load_model(run)
+    model.to(distributed.device())
+    for key, value in (("dataset", dataset), ("scene", scene), ("cache_dir", cache_dir)):
+        if value is not None:
+            setattr(cfg.data, key, value)
+    proto = get_protocol(protocol, patch=cfg.score.patch, shifted_grid=cfg.score.shifted_grid,
+                         **(protocol_overrides or {}))
+    index = index_dataset(root, cfg.data.dataset, cfg.data.scene, splits=("testing",))
+    t0 = time.perf_counter()
+    scores = score_split(Scorer(model, cfg.score), cfg, index, progress)
+    seconds = time.perf_counter() - t0
+    videos = {r.video_id: (scores[r.video_id], r.labels) for r in index.testing}
+    report = compute(videos, proto)
+    report.update({
+        "run": str(run), "data": str(Path(root)), "dataset": index.dataset, "scene": cfg.data.scene,
+        "model": {"arch": cfg.model.arch, "mode": cfg.ddl.mode, "latent": cfg.model.latent,
+                  "frames": cfg.data.frames, "size": [cfg.data.height, cfg.data.width],
+                  "channels": cfg.data.channels, "steps": ckpt.get("step"),
+                  "anomaly_weight": ckpt.get("anomaly_weight")},
+        "scoring_seconds": round(seconds, 2),
+        "scoring_fps": round(sum(len(a) for a in scores.values()) / max(seconds, 1e-9), 1),
+        "processes": distributed.world_size() if distributed.is_active() else 1,
+    })
+    if not report.get("labels_available"):
+        log("note: the test split has no labels; scores are written but no AUC can be computed")
+    distributed.run_on_main(write_evaluation, Path(out) if out else evaluation_dir(run), report, videos, proto,
+                            plots=plots)
+    if keep_scores is not None:
+        keep_scores.update(videos)
+    return report

@@ -1,0 +1,43 @@
+"""``ddlvad train``: one model into a run folder (one process, or one DDP run under torchrun)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .. import distributed
+from ..config import Config
+from ..data.frames import FrameSpec, FrameStore
+from ..data.layouts import index_dataset
+from ..objects.dataset import training_tracks
+from ..runs import prepare_run_dir
+from ..train import Trainer, TrainingData, check_global_batch
+from . import Log, silent, to_stderr
+
+
+@distributed.collective
+def train(cfg: Config, root: str | Path, out: str | Path, *, resume: bool = False, force: bool = False,
+          tracks_file: str | Path | None = None, progress: bool = True, log: Log = to_stderr) -> dict:
+    """Train one model on the training split of ``root`` into ``out``; returns the summary.
+    Under torchrun: one DDP run, rank 0 writes ``out``."""
+    out = Path(out)
+    if not distributed.is_main():
+        log, progress = silent, False
+    cfg.validate()
+    for warning in cfg.warnings():
+        log(f"warning: {warning}")
+    if distributed.is_active():
+        check_global_batch(cfg.train.batch_size, distributed.world_size())
+    distributed.run_on_main(prepare_run_dir, out, resume, force)
+    index = index_dataset(root, cfg.data.dataset, cfg.data.scene, splits=("training",))
+    with distributed.local_main_first():  # fill the frame and track caches once per machine
+        store = FrameStore.of_split(index, "training", FrameSpec.from_config(cfg.data), cfg.data.cache_dir, progress)
+        tracks = training_tracks(cfg, index, store, tracks_file, progress, log)
+    data = TrainingData(store.arrays, tracks, [r.video_id for r in store.videos])
+    trainer = Trainer(cfg, data, out, progress=progress)
+    where = f" on {trainer.world} processes ({trainer.device.type})" if trainer.world > 1 else ""
+    log(f"training {cfg.model.arch} ({cfg.ddl.mode}) on {len(trainer.index)} windows of "
+        f"{len(store)} videos for {trainer.total_steps} steps{where} -> {out}")
+    summary = trainer.run(resume=resume)
+    log(f"done: {summary['steps']} steps in {summary['minutes']:.1f} min, anomaly weight "
+        f"{summary['anomaly_weight']:.3f}")
+    return summary

@@ -1,0 +1,66 @@
+"""Writing files safely: every file ddlvad writes goes through here.
+
+:func:`atomic_writer` writes to a temporary file beside the target, flushes and fsyncs it,
+then renames it over the target: a crash, Ctrl-C or a full disk leaves the previous file
+intact and no temporary file behind. :func:`writable_dir` creates an output folder or says,
+in one line, which flag to change.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+from typing import IO, Iterator
+
+from .errors import UserError
+
+
+@contextlib.contextmanager
+def atomic_writer(path: str | Path, mode: str = "w", *, what: str = "--out", newline: str | None = None
+                  ) -> Iterator[IO]:
+    """Open a temporary file for writing (``mode`` ``"w"`` or ``"wb"``); on a clean exit of the
+    ``with`` block it replaces ``path``. Raises :class:`UserError` naming ``what`` (the flag or
+    setting that chose the folder) when the file cannot be written."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, mode, newline=newline) as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise UserError(f"cannot write {path} ({exc.strerror or exc}); free disk space or choose another "
+                        f"{what}; the previous file is kept") from None
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def atomic_write(path: str | Path, data: str | bytes, *, what: str = "--out") -> Path:
+    """Write ``data`` (text or bytes) to ``path`` atomically; returns ``path``."""
+    with atomic_writer(path, "wb" if isinstance(data, bytes) else "w", what=what) as handle:
+        handle.write(data)
+    return Path(path)
+
+
+def writable_dir(path: str | Path, what: str = "--out") -> Path:
+    """Create ``path`` (and parents) and check that files can be written in it; else a
+    :class:`UserError` naming ``what``."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".write-test-{os.getpid()}"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise UserError(f"cannot write to {path} ({exc.strerror or exc}); choose another {what}") from None
+    return path
+
+
+def safe_name(name: str) -> str:
+    """``name`` with every character other than letters, digits, ``-`` and ``_`` replaced by ``_``
+    (for file names made from video ids, URLs, scene names)."""
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in name)

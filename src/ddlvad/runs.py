@@ -1,0 +1,70 @@
+"""What a run folder holds, and where commands put their outputs by default.
+
+A run folder (``ddlvad train --out RUN``) holds ``config.yaml``, ``metrics.jsonl``,
+``checkpoint.pt``, ``summary.json`` and optionally ``snapshots/``; ``ddlvad evaluate``
+writes ``RUN/eval/`` and ``ddlvad detect`` writes ``RUN/detect/<source>/``. A folder of
+per-scene runs (ShanghaiTech, one model per scene) holds ``scene-S/`` run folders.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from .checkpoint import CHECKPOINT
+from .errors import UserError
+from .files import safe_name, writable_dir
+
+RUN_FILES = ("config.yaml", "metrics.jsonl", CHECKPOINT, "summary.json", "snapshots")
+"""What training writes into a run folder (``--force`` removes these, and ``eval/``)."""
+SCENE_RUN = "scene-{}"
+"""Folder of one scene's run inside a per-scene folder."""
+
+
+def prepare_run_dir(run_dir: Path, resume: bool, force: bool) -> None:
+    """Refuse to overwrite another run unless ``--force`` (or ``--resume`` to continue it)."""
+    if resume:
+        if not (run_dir / CHECKPOINT).is_file():
+            raise UserError(f"--resume: no checkpoint in {run_dir}; start a new run without --resume")
+        return
+    if run_dir.exists() and any((run_dir / f).exists() for f in RUN_FILES):
+        if not force:
+            raise UserError(f"{run_dir} already holds a run: pass --resume to continue it or "
+                            f"--force to replace it (or choose another --out)")
+        for name in RUN_FILES + ("eval",):
+            target = run_dir / name
+            if target.is_dir():
+                shutil.rmtree(target)
+            else:
+                target.unlink(missing_ok=True)
+    writable_dir(run_dir)
+
+
+def run_dir_of(run: str | Path) -> Path:
+    """The run folder of ``run`` (a run folder, or a checkpoint file inside one)."""
+    run = Path(run)
+    return run if run.is_dir() else run.parent
+
+
+def evaluation_dir(run: str | Path) -> Path:
+    """Default output of ``ddlvad evaluate``: ``RUN/eval`` (``eval-<name>`` beside a checkpoint file)."""
+    run = Path(run)
+    return run / "eval" if run.is_dir() else run.parent / f"eval-{run.stem}"
+
+
+def detection_dir(run: str | Path, source_name: str) -> Path:
+    """Default output of ``ddlvad detect``: ``RUN/detect/<source name>``."""
+    return run_dir_of(run) / "detect" / safe_name(source_name)
+
+
+def scene_runs(folder: str | Path) -> dict[str, Path]:
+    """``scene -> run folder`` of the scenes of a per-scene folder that hold a checkpoint."""
+    folder = Path(folder)
+    prefix = SCENE_RUN.format("")
+    return {p.parent.name[len(prefix):]: p.parent for p in sorted(folder.glob(SCENE_RUN.format("*") + "/" + CHECKPOINT))}
+
+
+def is_scene_folder(path: str | Path) -> bool:
+    """True for a folder of per-scene runs (``scene-*/checkpoint.pt``) that is no run itself."""
+    path = Path(path)
+    return path.is_dir() and not (path / CHECKPOINT).exists() and bool(scene_runs(path))

@@ -1,0 +1,221 @@
+"""Score a new video file, folder of frames or live stream with a trained model.
+
+:meth:`AnomalyDetector.stream` converts frames to the run's frame spec as they arrive
+(:func:`ddlvad.data.frames.convert_frame`: the same resizing and channel conversion as
+training, whatever the source) and scores them with :class:`ddlvad.score.Scorer`, which holds
+at most ``B + T - 1`` frames and scores ``B`` windows per pass. Files and folders use
+``B = score.batch_size``; live streams use ``B = 1`` so that a frame's result comes
+``(T-1)/2`` frames after it. Memory does not grow with the length of the source.
+
+A frame's score is the worst patch mean of its error map (docs/method.md §6); the first
+and last ``(T-1)/2`` frames have no full window: their score is NaN, they have no error map
+and are never anomalous. A frame is anomalous when its score is strictly above the
+threshold. :class:`EventTracker` merges anomalous frames into events.
+
+    from ddlvad import AnomalyDetector
+    detector = AnomalyDetector.load("runs/tiny")
+    for result in detector.stream("clip.mp4"):
+        print(result.frame, result.time, result.score, result.anomalous)
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import numpy as np
+from torch import nn
+
+from .config import Config, EventRules
+from .data.frames import FrameSpec, convert_frame
+from .data.video import DEFAULT_FPS, VideoSource
+from .errors import UserError
+from .score import ScoredFrame, Scorer
+
+
+# ====================================================================== results and events
+@dataclass
+class FrameResult:
+    """What the detector says about one frame."""
+
+    frame: int
+    """Index of the frame in the source, from 0."""
+    time: float
+    """Seconds from the start of the source: ``frame / fps``."""
+    score: float
+    """Worst patch mean of the error map; NaN for the ``(T-1)/2`` edge frames at each end."""
+    anomalous: bool
+    """``score > threshold``; always False for edge frames and when no threshold is set."""
+    error_map: np.ndarray | None
+    """``(H, W)`` float32 error ``e(X_t, f(X))`` at the model's resolution; None for edge frames."""
+    box: tuple[int, int, int, int] | None
+    """The worst patch ``(x, y, w, h)`` in error-map pixels; None for edge frames."""
+    image: np.ndarray = field(repr=False)
+    """The frame as the source gave it (BGR or grey at the source's size, or as passed in)."""
+
+
+@dataclass
+class Event:
+    """One abnormal segment: from its first to its last anomalous frame (inclusive)."""
+
+    start_frame: int
+    end_frame: int
+    start_time: float
+    """Seconds, time of ``start_frame``."""
+    end_time: float
+    """Seconds, time of ``end_frame``."""
+    peak_score: float
+    peak_frame: int
+
+    @property
+    def frames(self) -> int:
+        return self.end_frame - self.start_frame + 1
+
+    def as_dict(self) -> dict:
+        return {**asdict(self), "frames": self.frames}
+
+    def describe(self) -> str:
+        return (f"frames {self.start_frame}-{self.end_frame} ({self.start_time:.2f}-{self.end_time:.2f} s), "
+                f"peak {self.peak_score:.4g} at frame {self.peak_frame}")
+
+
+class EventTracker:
+    """Merges results, in frame order, into events under :class:`EventRules`.
+
+    :meth:`update` returns an event when it closes (``gap + 1`` non-anomalous frames after
+    its last anomalous frame); :meth:`finish` closes the one still open at the end.
+    """
+
+    def __init__(self, rules: EventRules = EventRules()) -> None:
+        self.rules = rules
+        self._open: Event | None = None
+
+    def update(self, result: FrameResult) -> Event | None:
+        event = self._open
+        if result.anomalous:
+            if event is None:
+                self._open = Event(result.frame, result.frame, result.time, result.time, result.score, result.frame)
+            else:
+                event.end_frame, event.end_time = result.frame, result.time
+                if result.score > event.peak_score:
+                    event.peak_score, event.peak_frame = result.score, result.frame
+            return None
+        if event is not None and result.frame - event.end_frame > self.rules.gap:
+            return self.finish()
+        return None
+
+    def finish(self) -> Event | None:
+        """Close the open event; None when there is none or it is shorter than ``min_frames``."""
+        event, self._open = self._open, None
+        return event if event is not None and event.frames >= self.rules.min_frames else None
+
+
+# ====================================================================== the detector
+# ====================================================================== the detector
+class AnomalyDetector:
+    """A trained model that scores frames as they arrive (not to be confused with the object
+    detectors of :mod:`ddlvad.objects`, which find the boxes pseudo anomalies go into).
+
+    ``threshold`` is the frame score above which a frame is anomalous (None: scores only;
+    :meth:`stream` then refuses to run). ``batch_size`` (windows per forward pass for
+    files, folders and arrays) defaults to ``cfg.score.batch_size``.
+    """
+
+    def __init__(self, model: nn.Module, cfg: Config, threshold: float | None = None,
+                 batch_size: int | None = None) -> None:
+        if batch_size is not None and batch_size < 1:
+            raise UserError(f"--batch {batch_size}: must be >= 1")
+        self.model = model.eval()
+        self.cfg = cfg
+        self.spec = FrameSpec.from_config(cfg.data)
+        self.scorer = Scorer(model, cfg.score, batch_size)
+        self.threshold = None if threshold is None else float(threshold)
+        self.threshold_origin: str | None = None if threshold is None else "given"
+        """Where the threshold came from: ``run`` (stored by training), ``given``, or None."""
+
+    @classmethod
+    def load(cls, run: str | Path, threshold: float | None = None, batch_size: int | None = None
+             ) -> "AnomalyDetector":
+        """The model of a run folder (or checkpoint file); ``threshold`` overrides the one
+        stored by training (``checkpoint["threshold"]["value"]``)."""
+        from .checkpoint import load_model
+
+        model, cfg, ckpt = load_model(run)
+        stored = (ckpt.get("threshold") or {}).get("value")
+        detector = cls(model, cfg, stored if threshold is None else threshold, batch_size)
+        if threshold is None and stored is not None:
+            detector.threshold_origin = "run"
+        return detector
+
+    @property
+    def frames(self) -> int:
+        """Window length T."""
+        return self.scorer.frames
+
+    @property
+    def batch_size(self) -> int:
+        return self.scorer.batch_size
+
+    def prepare(self, image: np.ndarray, raw: bool | None = None, where: str = "frame") -> np.ndarray:
+        """One frame -> ``(H, W, C)`` uint8 in the model's spec.
+
+        ``raw=True``: an OpenCV image (BGR/grey/BGRA, any size) converted like training
+        frames. ``raw=None``: an array already of the spec's shape and uint8 is taken as
+        converted (so a BGR image exactly of a colour model's size must be passed with
+        ``raw=True``); anything else is converted. Raises :class:`UserError` when the
+        channels or pixel type cannot be converted.
+        """
+        s = self.spec
+        if not raw and image.dtype == np.uint8 and image.shape == (s.height, s.width, s.channels):
+            return image
+        if raw is False:
+            raise UserError(f"{where} has shape {image.shape} and type {image.dtype}: expected "
+                            f"({s.height}, {s.width}, {s.channels}) uint8 frames in the model's spec")
+        return convert_frame(np.asarray(image), s, where)
+
+    def score(self, frames: np.ndarray | Iterable[np.ndarray], raw: bool | None = None) -> np.ndarray:
+        """Scores ``(N,)`` float64 of N frames (``(N, H, W, C)`` uint8 in the model's spec, or
+        OpenCV images of any size: see :meth:`prepare`); NaN for the edge frames. Needs no
+        threshold. Equals :func:`ddlvad.score.score_video` on converted frames."""
+        scored = self.scorer.stream(frames, lambda image, i: self.prepare(image, raw, f"frame {i}"))
+        return np.array([r.score for r in scored], dtype=np.float64)
+
+    def stream(self, source: "VideoSource | str | int | Path | Iterable[np.ndarray]", *, fps: float | None = None,
+               batch_size: int | None = None, max_frames: int | None = None) -> Iterator[FrameResult]:
+        """Yield a :class:`FrameResult` per frame of ``source``, in order, as soon as its
+        window is complete.
+
+        ``source``: a :class:`VideoSource`, what :class:`VideoSource` opens (path, camera
+        index, URL; closed at the end), or any iterable of frames (as :meth:`prepare`
+        takes them; times use ``fps`` or :data:`DEFAULT_FPS`). ``batch_size``: windows per
+        pass (default: 1 for a live source, else the detector's). ``max_frames``: stop
+        after that many frames.
+        """
+        if self.threshold is None:
+            raise UserError("no detection threshold: this run stores none; pass threshold=... "
+                            "(a frame score, e.g. the largest score of a normal video)")
+        if max_frames is not None and max_frames < 1:
+            raise UserError(f"--max-frames {max_frames}: must be >= 1")
+        owned = isinstance(source, (str, int, Path))
+        video = VideoSource(source, fps) if owned else source
+        try:
+            if isinstance(video, VideoSource):
+                rate, raw, live = video.fps, True, video.live
+            else:
+                rate, raw, live = float(fps or DEFAULT_FPS), None, False
+            batch = batch_size or (1 if live else self.batch_size)
+            images = itertools.islice(video, max_frames) if max_frames else video
+            prepare = lambda image, i: self.prepare(image, raw, f"frame {i}")  # noqa: E731
+            for scored in self.scorer.stream(images, prepare, batch):
+                yield self._result(scored, rate)
+        finally:
+            if owned:
+                video.close()
+
+    def _result(self, scored: ScoredFrame, fps: float) -> FrameResult:
+        error = None if scored.error is None else scored.error.numpy().copy()
+        anomalous = self.threshold is not None and math.isfinite(scored.score) and scored.score > self.threshold
+        return FrameResult(scored.index, scored.index / fps, scored.score, anomalous, error, scored.box, scored.item)

@@ -40,12 +40,16 @@ class ModelConfig:
     """ConvBlock kind: ``reference`` (parallel 3/5/7 kernels) or ``paper`` (four 3x3)."""
     dropout: float = 0.0
     """Dropout inside every ConvBlock (reference: 0)."""
-    channels_last: bool = True
-    """Store the Conv2d weights channels-last (NHWC), which oneDNN runs faster on the CPU
-    (bench/bench_memory_format.py); the same computation up to float rounding. Safe because
-    ddlvad's BatchNorm2d computes exact batch statistics for NHWC input: PyTorch's own CPU
-    kernel is ~1e-5 off there, which left training gradients ~1e-3 off a float64 reference
-    and changed the demo's outcome (bench/bench_numerics.py, bench/RESULTS.md)."""
+    channels_last: bool | None = None
+    """Store the Conv2d weights channels-last (NHWC): the same computation up to float
+    rounding, faster on some machines and slower on others (AVX-512: 1.27x training at the
+    ``cpu`` size; AVX2: 0.69x at the ``paper`` size; bench/RESULTS.md). None (``auto``): a
+    short probe on this machine chooses, cached per machine (:mod:`ddlvad.layout`).
+    ddlvad's BatchNorm2d keeps NHWC batch statistics exact (PyTorch's CPU kernel is ~1e-5
+    off, which changed the demo's outcome)."""
+    fold_projection: bool | None = None
+    """Compute the encoder's space-to-depth + 1x1 projection as one 2x2 stride-2 convolution
+    (same parameters, same sums). None (``auto``): chosen with ``channels_last`` by the probe."""
 
 
 @dataclass
@@ -372,6 +376,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     },
     "tiny": {
         "model.latent": 16,
+        "model.channels_last": False,
+        "model.fold_projection": True,
         "data.height": 32,
         "data.width": 48,
         "data.channels": 1,
@@ -420,7 +426,7 @@ def _coerce(key: str, value: Any, hint: Any) -> Any:
     optional = type(None) in get_args(hint)
     base = args[0] if args else hint
     text = value if isinstance(value, str) else None
-    if optional and (value is None or (text is not None and text.lower() in ("none", "null", ""))):
+    if optional and (value is None or (text is not None and text.lower() in ("none", "null", "", "auto"))):
         return None
     try:
         if isinstance(value, bool) and base is not bool:

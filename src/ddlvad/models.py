@@ -8,6 +8,8 @@ This module knows nothing about data, training or evaluation.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from einops import rearrange
@@ -96,15 +98,20 @@ class ConvBlock(nn.Module):
         x = self.drop(F.relu(self.bn(x), inplace=True))
         return self.out(self.resample_project(x))
 
+    fold = True
+    """Compute the encoder's space-to-depth + 1x1 projection as one strided convolution
+    (:meth:`resample_project`); set by :func:`apply_layout`."""
+
     def resample_project(self, x: torch.Tensor) -> torch.Tensor:
         """``project(resample(x))``. Going down, space-to-depth then a 1x1 convolution is one
         2x2 stride-2 convolution whose kernel is the 1x1 weight regrouped (channel
         ``c*4 + 2i + j`` of the unshuffled tensor is pixel ``(i, j)`` of channel ``c``): the same
-        sums without copying the block's widest tensor (2-6 % faster per encoder block at the
-        ``paper`` size; the parameters keep their shapes). Going up, the same trick measured
-        no faster, so depth-to-space is kept.
+        sums without copying the block's widest tensor (the parameters keep their shapes).
+        Whether it is faster depends on the machine and layout (bench/RESULTS.md: 1.03-1.11x
+        with AVX-512, 0.71x channels-last with AVX2), so :mod:`ddlvad.layout` chooses. Going
+        up, the same trick measured no faster, so depth-to-space is kept.
         """
-        if isinstance(self.resample, nn.PixelUnshuffle):
+        if self.fold and isinstance(self.resample, nn.PixelUnshuffle):
             w = self.project.weight
             return F.conv2d(x, w.reshape(w.shape[0], -1, 2, 2), self.project.bias, stride=2)
         return self.project(self.resample(x))
@@ -208,15 +215,51 @@ class C3DSU(nn.Module):
         return self.decoder(mids)
 
 
-def build_model(cfg: Config) -> nn.Module:
-    """The network described by ``cfg.model`` for ``cfg.data`` frames (validated first)."""
+@dataclass(frozen=True)
+class Layout:
+    """How the 2-D convolutions are laid out: the same computation up to float rounding."""
+
+    channels_last: bool
+    """Conv2d weights (and so activations) in NHWC, else NCHW."""
+    fold: bool
+    """The encoder's space-to-depth + 1x1 projection as one strided convolution."""
+
+
+DEFAULT_LAYOUT = Layout(channels_last=False, fold=True)
+"""The layout where ``model.channels_last`` / ``model.fold_projection`` are left to a probe and
+no probe was run (NCHW with the fold was never slower than the straightforward code)."""
+
+
+def build_model(cfg: Config, layout: Layout | None = None) -> nn.Module:
+    """The network described by ``cfg.model`` for ``cfg.data`` frames (validated first), in
+    ``layout`` (default: the config's choices, :data:`DEFAULT_LAYOUT` where it leaves them open)."""
     cfg.validate()
     m, d = cfg.model, cfg.data
     if m.arch == "unet":
         model = UNet(d.channels, m.latent, m.block, m.dropout)
     else:
         model = C3DSU(d.channels, m.latent, d.frames, m.block, m.dropout)
-    return set_conv_layout(model, torch.channels_last if m.channels_last else torch.contiguous_format)
+    if layout is None:
+        layout = Layout(DEFAULT_LAYOUT.channels_last if m.channels_last is None else m.channels_last,
+                        DEFAULT_LAYOUT.fold if m.fold_projection is None else m.fold_projection)
+    return apply_layout(model, layout)
+
+
+def apply_layout(model: nn.Module, layout: Layout) -> nn.Module:
+    """Put ``model`` in ``layout`` (in place; returns ``model``); no parameter value changes."""
+    for module in model.modules():
+        if isinstance(module, ConvBlock):
+            module.fold = layout.fold
+    return set_conv_layout(model, torch.channels_last if layout.channels_last else torch.contiguous_format)
+
+
+def model_layout(model: nn.Module) -> Layout:
+    """The layout ``model`` is in."""
+    conv = next(m for m in model.modules()  # one whose two layouts differ in memory
+                if isinstance(m, nn.Conv2d) and m.in_channels > 1 and m.kernel_size != (1, 1))
+    block = next((m for m in model.modules() if isinstance(m, ConvBlock)), None)
+    channels_last = not conv.weight.is_contiguous() and conv.weight.is_contiguous(memory_format=torch.channels_last)
+    return Layout(channels_last, block.fold if block is not None else True)
 
 
 def set_conv_layout(model: nn.Module, layout: torch.memory_format) -> nn.Module:
@@ -224,7 +267,7 @@ def set_conv_layout(model: nn.Module, layout: torch.memory_format) -> nn.Module:
 
     With channels-last weights oneDNN runs the 2-D convolutions (and the BatchNorm, pixel
     shuffles and concatenations between them) in NHWC: the same computation up to float
-    rounding, and faster training on the CPU (``model.channels_last``, on by default;
+    rounding, faster or slower depending on the machine (``model.channels_last``;
     bench/bench_memory_format.py). The BatchNorm layers are :class:`BatchNorm2d`, which keeps
     the statistics exact in NHWC. The Conv3d weights keep the default layout.
     """

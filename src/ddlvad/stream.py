@@ -143,7 +143,11 @@ class AnomalyDetector:
         stored by training (``checkpoint["threshold"]["value"]``)."""
         from .checkpoint import load_model
 
+        from .layout import choose as choose_layout
+        from .models import apply_layout
+
         model, cfg, ckpt = load_model(run)
+        apply_layout(model, choose_layout(cfg, "score"))
         stored = (ckpt.get("threshold") or {}).get("value")
         detector = cls(model, cfg, stored if threshold is None else threshold, batch_size)
         if threshold is None and stored is not None:

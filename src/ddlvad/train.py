@@ -35,7 +35,8 @@ from .data.tracks import VideoTracks
 from .errors import UserError
 from .files import atomic_write
 from .loss import ddl_loss
-from .models import build_model
+from .layout import choose as choose_layout
+from .models import Layout, apply_layout, build_model
 from .pseudo_anomaly import PseudoAnomaly, PseudoAnomalyGenerator, window_rngs
 from .score import Scorer
 
@@ -105,8 +106,10 @@ class Trainer:
         check_global_batch(t.batch_size, self.world)
         self.device = distributed.device()
 
+        # the same layout on every rank (DDP's gradient buckets assume it); the probe runs before seeding
+        self.layout = distributed.run_on_main(choose_layout, cfg, "train", self.device)
         torch.manual_seed(t.seed)
-        self.model = build_model(cfg).to(self.device)
+        self.model = build_model(cfg, self.layout).to(self.device)
         self.generator = PseudoAnomalyGenerator(cfg, data.tracks, self.index).to(self.device)
         self.weight = self.generator.weight
         if t.sync_batchnorm:
@@ -214,6 +217,7 @@ class Trainer:
             "anomaly_weight": self.weight().item(),
             "optimizer": self.optimizer.state_dict(),
             "lr_dropped_at": self.lr_dropped_at,
+            "layout": {"channels_last": self.layout.channels_last, "fold": self.layout.fold},
             "step": self.step,
             "skipped": self.skipped,
             "elapsed": self.elapsed,
@@ -254,6 +258,9 @@ class Trainer:
             what = ", ".join(f"{k}: {a} -> {b}" for k, (a, b) in list(differ.items())[:4])
             raise UserError(f"--resume: the run was made with another config ({what}); "
                             f"resume without changing settings other than --steps/--epochs")
+        if "layout" in ckpt and Layout(**ckpt["layout"]) != self.layout:  # resume exactly as the run began
+            self.layout = Layout(**ckpt["layout"])
+            apply_layout(self.model, self.layout)
         try:
             self.model.load_state_dict(ckpt["model"])
         except RuntimeError:

@@ -14,6 +14,8 @@ from ..config import Config
 from ..data.frames import FrameSpec, FrameStore
 from ..data.layouts import DatasetIndex, VideoRecord, index_dataset
 from ..errors import UserError
+from ..layout import choose as choose_layout
+from ..models import apply_layout
 from ..evaluate import evaluate as compute
 from ..evaluate import get_protocol
 from ..report import write_evaluation
@@ -67,6 +69,7 @@ def evaluate(run: str | Path, root: str | Path, *, dataset: str | None = None, s
     if not distributed.is_main():
         log, progress = silent, False
     model, cfg, ckpt = load_model(run)
+    apply_layout(model, distributed.run_on_main(choose_layout, cfg, "score", distributed.device()))
     model.to(distributed.device())
     for key, value in (("dataset", dataset), ("scene", scene), ("cache_dir", cache_dir)):
         if value is not None:

@@ -1,0 +1,154 @@
+"""Choosing the convolution layout that is fastest on this machine: a short probe, cached.
+
+Channels-last weights and the folded encoder projection compute the same sums as the
+straightforward NCHW code, but which is faster depends on the machine: with AVX-512 both
+gain (1.27x training at the ``cpu`` size), with AVX2 channels-last trained the ``paper``
+size 0.69x as fast and the fold lost 29 % in NHWC (bench/RESULTS.md, "Layout probe"). Where
+``model.channels_last`` or ``model.fold_projection`` is None (``auto``), :func:`choose` times
+one training step (or one scoring pass) of the run's model in each candidate layout,
+alternating rounds, and keeps the fastest. The answer is cached in memory and in
+``<cache>/layout-probe.json`` under a key naming the machine (CPU model, SIMD level that
+PyTorch uses, oneDNN ISA limit, threads, device, torch version) and the model's shape, so
+a machine probes each size once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .config import Config
+from .data.frames import default_cache_dir
+from .files import atomic_write
+from .models import Layout, apply_layout, build_model
+
+CANDIDATES = (Layout(False, True), Layout(True, True), Layout(True, False))
+"""NCHW with the fold (never slower than NCHW without it), NHWC with and without the fold."""
+PURPOSES = ("train", "score")
+_MEMO: dict[str, Layout] = {}
+
+
+def choose(cfg: Config, purpose: str, device: torch.device | None = None, cache_dir: str | Path | None = None,
+           rounds: int = 2) -> Layout:
+    """The layout to ``train`` or ``score`` ``cfg``'s model in on this machine (see the module doc)."""
+    m = cfg.model
+    options = [c for c in CANDIDATES if m.channels_last in (None, c.channels_last)
+               and m.fold_projection in (None, c.fold)]
+    if len(options) == 1:
+        return options[0]
+    if not options:  # NCHW without the fold, asked for explicitly
+        return Layout(bool(m.channels_last), bool(m.fold_projection))
+    device = device or torch.device("cpu")
+    key = probe_key(cfg, purpose, device, options)
+    path = default_cache_dir(cache_dir if cache_dir is not None else cfg.data.cache_dir) / "layout-probe.json"
+    if key not in _MEMO:
+        known = _read(path)
+        if key in known:
+            _MEMO[key] = Layout(**known[key]["layout"])
+        else:
+            seconds = probe(cfg, purpose, options, device, rounds)
+            best = min(options, key=lambda c: seconds[c])
+            _MEMO[key] = best
+            known[key] = {"layout": {"channels_last": best.channels_last, "fold": best.fold},
+                          "seconds": {_name(c): round(s, 5) for c, s in seconds.items()}}
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                atomic_write(path, json.dumps(known, indent=1), what="--cache-dir")
+            except Exception:  # the choice still holds for this process; the cache is an optimisation
+                pass
+    return _MEMO[key]
+
+
+def probe(cfg: Config, purpose: str, options: list[Layout], device: torch.device, rounds: int = 2
+          ) -> dict[Layout, float]:
+    """Seconds of one timed step per layout (the fastest of ``rounds`` alternating rounds,
+    after one warm-up each): training = forward of a clip and of a noised clip plus backward
+    on a batch of at most 2 windows; scoring = one :class:`ddlvad.score.Scorer` pass over
+    ``min(score.batch_size, 8)`` windows."""
+    from .score import Scorer
+
+    d = cfg.data
+    generator = torch.Generator().manual_seed(0)
+    models = {}
+    for layout in options:
+        torch.manual_seed(0)
+        models[layout] = apply_layout(build_model(cfg), layout).to(device)
+    if purpose == "train":
+        clip = torch.rand(min(cfg.train.batch_size, 2), d.channels, d.frames, d.height, d.width, generator=generator)
+        clip = clip.to(device)
+
+        def step(model):
+            model.train()
+            loss = model(clip).mean() + model(clip.flip(-1)).mean()
+            loss.backward()
+            model.zero_grad(set_to_none=True)
+    else:
+        count = min(cfg.score.batch_size, 8) + d.frames - 1
+        frames = np.random.default_rng(0).integers(0, 256, (count, d.height, d.width, d.channels), dtype=np.uint8)
+
+        def step(model):
+            Scorer(model, cfg.score).errors(frames)
+
+    best = {layout: float("inf") for layout in options}
+    for layout in options:  # warm-up
+        step(models[layout])
+    for _ in range(rounds):
+        for layout in options:
+            _sync(device)
+            t0 = time.perf_counter()
+            step(models[layout])
+            _sync(device)
+            best[layout] = min(best[layout], time.perf_counter() - t0)
+    return best
+
+
+def probe_key(cfg: Config, purpose: str, device: torch.device, options: list[Layout]) -> str:
+    """What the probe's answer depends on: the machine, the model's shape, the purpose and the candidates."""
+    if purpose not in PURPOSES:
+        raise ValueError(f"purpose {purpose!r}: one of {PURPOSES}")
+    m, d = cfg.model, cfg.data
+    batch = min(cfg.train.batch_size, 2) if purpose == "train" else min(cfg.score.batch_size, 8)
+    return json.dumps({
+        "machine": _machine(device), "torch": torch.__version__, "threads": torch.get_num_threads(),
+        "purpose": purpose, "model": [m.arch, m.latent, m.block], "input": [d.channels, d.frames, d.height, d.width],
+        "batch": batch, "candidates": [_name(c) for c in options],
+    }, sort_keys=True)
+
+
+def _machine(device: torch.device) -> dict:
+    if device.type == "cuda":
+        return {"device": torch.cuda.get_device_name(device)}
+    return {"device": "cpu", "cpu": _cpu_name(), "capability": torch.backends.cpu.get_cpu_capability(),
+            "onednn_max_isa": os.environ.get("ONEDNN_MAX_CPU_ISA", "")}
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _read(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _name(layout: Layout) -> str:
+    return f"{'nhwc' if layout.channels_last else 'nchw'}{'' if layout.fold else '-unfolded'}"
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)

@@ -1,0 +1,100 @@
+"""The layout probe: it keeps the fastest candidate, caches it per machine, and a resumed run
+keeps the layout it began with."""
+
+import json
+import signal
+
+import numpy as np
+import pytest
+import torch
+
+from ddlvad import Config
+from ddlvad import layout as lay
+from ddlvad.data.tracks import VideoTracks
+from ddlvad.models import Layout, model_layout
+from ddlvad.train import Trainer, TrainingData, TrainingInterrupted
+
+NCHW, NHWC, NHWC_UNFOLDED = lay.CANDIDATES
+
+
+def auto_cfg(tmp_path, **sets) -> Config:
+    cfg = Config.preset("tiny")
+    cfg.model.channels_last = None
+    cfg.model.fold_projection = None
+    cfg.data.cache_dir = str(tmp_path / "cache")
+    cfg.apply(sets)
+    return cfg
+
+
+@pytest.fixture(autouse=True)
+def fresh_memo(monkeypatch):
+    monkeypatch.setattr(lay, "_MEMO", {})
+
+
+def fake_probe(seconds: dict, calls: list):
+    def probe(cfg, purpose, options, device, rounds=2):
+        calls.append(purpose)
+        return {c: seconds[c] for c in options}
+    return probe
+
+
+def test_fixed_settings_need_no_probe(tmp_path, monkeypatch):
+    monkeypatch.setattr(lay, "probe", lambda *a, **k: pytest.fail("probed"))
+    cfg = auto_cfg(tmp_path, **{"model.channels_last": True, "model.fold_projection": False})
+    assert lay.choose(cfg, "train") == NHWC_UNFOLDED
+    cfg.model.fold_projection = None  # NCHW is only ever probed with the fold
+    cfg.model.channels_last = False
+    assert lay.choose(cfg, "train") == NCHW
+
+
+def test_the_fastest_layout_is_kept_and_cached_per_machine(tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr(lay, "probe", fake_probe({NCHW: 3.0, NHWC: 1.0, NHWC_UNFOLDED: 2.0}, calls))
+    cfg = auto_cfg(tmp_path)
+    assert lay.choose(cfg, "train") == NHWC and calls == ["train"]
+    saved = json.loads((tmp_path / "cache" / "layout-probe.json").read_text())
+    (entry,) = saved.values()
+    assert entry["layout"] == {"channels_last": True, "fold": True} and entry["seconds"]["nchw"] == 3.0
+    monkeypatch.setattr(lay, "_MEMO", {})  # a new process reads the file instead of probing
+    monkeypatch.setattr(lay, "probe", lambda *a, **k: pytest.fail("probed twice"))
+    assert lay.choose(cfg, "train") == NHWC
+    monkeypatch.setattr(lay, "probe", fake_probe({NCHW: 1.0, NHWC: 2.0, NHWC_UNFOLDED: 2.0}, calls))
+    assert lay.choose(cfg, "score") == NCHW  # scoring is probed on its own
+    cfg.model.channels_last = True  # only NHWC candidates: with or without the fold
+    monkeypatch.setattr(lay, "probe", fake_probe({NHWC: 2.0, NHWC_UNFOLDED: 1.0}, calls))
+    assert lay.choose(cfg, "train") == NHWC_UNFOLDED
+
+
+def test_the_real_probe_times_every_candidate(tmp_path):
+    cfg = auto_cfg(tmp_path)
+    seconds = lay.probe(cfg, "train", list(lay.CANDIDATES), torch.device("cpu"), rounds=1)
+    assert set(seconds) == set(lay.CANDIDATES) and all(0 < s < 60 for s in seconds.values())
+    assert lay.choose(cfg, "score") in lay.CANDIDATES
+
+
+def tiny_data(frames=14):
+    rng = np.random.default_rng(0)
+    arrays = [rng.integers(0, 255, (frames, 32, 48, 1), dtype=np.uint8) for _ in range(2)]
+    rows = np.array([[f, 7, 0.1, 0.2, 0.5, 0.7, 1.0] for f in range(frames)], float)
+    return TrainingData(arrays, [VideoTracks(frames, rows) for _ in range(2)], ["00", "01"])
+
+
+def test_a_resumed_run_keeps_the_layout_it_began_with(tmp_path, monkeypatch):
+    monkeypatch.setattr(lay, "probe", fake_probe({NCHW: 2.0, NHWC: 1.0, NHWC_UNFOLDED: 3.0}, []))
+    full = Trainer(auto_cfg(tmp_path / "a"), tiny_data(), tmp_path / "full", progress=False)
+    (tmp_path / "full").mkdir()
+    full.run()
+    part = Trainer(auto_cfg(tmp_path / "b"), tiny_data(), tmp_path / "part", progress=False)
+    (tmp_path / "part").mkdir()
+    real = part.train_step
+    part.train_step = lambda step: (real(step), step == 2 and signal.raise_signal(signal.SIGINT))[0]
+    with pytest.raises(TrainingInterrupted):
+        part.run()
+    # another machine (or a new probe) would choose NCHW: the resumed run stays NHWC
+    monkeypatch.setattr(lay, "probe", fake_probe({NCHW: 1.0, NHWC: 2.0, NHWC_UNFOLDED: 3.0}, []))
+    monkeypatch.setattr(lay, "_MEMO", {})
+    resumed = Trainer(auto_cfg(tmp_path / "c"), tiny_data(), tmp_path / "part", progress=False)
+    assert resumed.layout == NCHW
+    resumed.run(resume=True)
+    assert resumed.layout == NHWC and model_layout(resumed.model) == Layout(True, True)
+    assert all(torch.equal(v, resumed.model.state_dict()[k]) for k, v in full.model.state_dict().items())

@@ -1,0 +1,541 @@
+"""Spatial localisation metrics for video anomaly detection. Numbers in, numbers out.
+
+Three families of metrics, all computed from per-frame score maps or detected regions and
+per-frame ground truth (pixel masks or boxes). This module does no file I/O and does not import
+torch; it needs numpy, scipy and scikit-learn (and OpenCV only inside :func:`resize_mask`).
+
+Coordinates
+    A *box* is ``(x1, y1, x2, y2)`` in pixels of the map it came from, ``x`` = column, ``y`` = row,
+    with ``x2`` and ``y2`` **exclusive** (the box covers columns ``x1 .. x2 - 1``), so its area is
+    ``(x2 - x1) * (y2 - y1)``. The public Street Scene / AED tools use inclusive corners and add 1
+    to each side in their IoU; convert with ``x2_exclusive = x2_inclusive + 1``.
+
+1. Regions (:func:`regions_from_map`, :func:`mask_regions`, :func:`iou`)
+    Connected components (8-connectivity, :func:`scipy.ndimage.label`) of a thresholded score
+    map or of a ground-truth mask, as boxes.
+
+2. Pixel-level AUC with the UCSD 40 % rule (:func:`pixel_auc`)
+    V. Mahadevan, W. Li, V. Bhalodia, N. Vasconcelos, "Anomaly detection in crowded scenes",
+    CVPR 2010; W. Li, V. Mahadevan, N. Vasconcelos, "Anomaly detection and localization in
+    crowded scenes", TPAMI 36(1), 2014. At a threshold ``theta`` the detected pixels of a frame
+    are ``map > theta`` and the frame is *predicted abnormal* when any pixel is detected. A frame
+    whose mask has a pixel is abnormal and is a true positive only when the detected pixels cover
+    at least ``overlap`` (40 %) of its mask pixels; a normal frame predicted abnormal is a false
+    positive. The AUC is that of the curve (FPR, TPR) over all ``theta``; see
+    :func:`pixel_auc_values` for the exact per-frame reduction that makes it an ordinary ROC AUC.
+
+3. RBDC and TBDC (:func:`rbdc_tbdc`)
+    B. Ramachandra, M. Jones, "Street Scene: A new dataset and evaluation protocol for video
+    anomaly detection", WACV 2020. Region-based and track-based detection criteria: detection
+    rate of ground-truth regions (or tracks) against false-positive regions per frame, area under
+    that curve for false positives per frame in [0, 1]. Cross-checked against the public
+    implementation that most papers cite (M.-I. Georgescu et al., CVPR 2021 / TPAMI 2021,
+    repository ``lilygeorgescu/AED``, ``evaluation/compute_tbdc_rbdc.py``); see
+    :func:`rbdc_tbdc` for where the rules agree and the one place (tied scores) they differ.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+from sklearn.metrics import roc_auc_score
+
+Box = tuple[float, float, float, float]
+"""``(x1, y1, x2, y2)`` in pixels, ``x2``/``y2`` exclusive (integers when they come from a map)."""
+
+Track = list[tuple[int, Box]]
+"""One ground-truth track: ``(frame index, box)`` pairs in frame order."""
+
+_EIGHT = np.ones((3, 3), dtype=bool)  # 8-connectivity structuring element
+
+
+# ----------------------------------------------------------------------------------- regions
+@dataclass(frozen=True)
+class Region:
+    """One detected anomalous region of a frame: a box and its score.
+
+    ``x1, y1, x2, y2`` are pixel coordinates of the score map (``x2``, ``y2`` exclusive);
+    ``score`` is in the map's units (higher = more abnormal).
+    """
+
+    x1: int
+    y1: int
+    x2: int
+    y2: int
+    score: float
+
+    @property
+    def box(self) -> Box:
+        """``(x1, y1, x2, y2)``."""
+        return (self.x1, self.y1, self.x2, self.y2)
+
+
+def _as_box(b: Box | Region | Sequence[float]) -> Box:
+    """A box from a :class:`Region` or a sequence of at least 4 numbers (extra items ignored)."""
+    if isinstance(b, Region):
+        return b.box
+    x1, y1, x2, y2 = b[:4]
+    return (x1, y1, x2, y2)
+
+
+def iou(a: Box | Region, b: Box | Region) -> float:
+    """Intersection over union of two boxes, in [0, 1].
+
+    Boxes are ``(x1, y1, x2, y2)`` with exclusive ``x2``/``y2`` (a :class:`Region` is accepted
+    for either). Empty or inverted boxes have area 0; the IoU is 0 when the union is empty.
+    """
+    ax1, ay1, ax2, ay2 = _as_box(a)
+    bx1, by1, bx2, by2 = _as_box(b)
+    iw = max(0.0, min(ax2, bx2) - max(ax1, bx1))
+    ih = max(0.0, min(ay2, by2) - max(ay1, by1))
+    inter = iw * ih
+    area_a = max(0.0, ax2 - ax1) * max(0.0, ay2 - ay1)
+    area_b = max(0.0, bx2 - bx1) * max(0.0, by2 - by1)
+    union = area_a + area_b - inter
+    return float(inter / union) if union > 0 else 0.0
+
+
+def _iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU of every row of ``a`` (n, 4) with every row of ``b`` (m, 4): (n, m), same rule as iou."""
+    iw = np.clip(np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0]), 0, None)
+    ih = np.clip(np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1]), 0, None)
+    inter = iw * ih
+    area_a = np.clip(a[:, 2] - a[:, 0], 0, None) * np.clip(a[:, 3] - a[:, 1], 0, None)
+    area_b = np.clip(b[:, 2] - b[:, 0], 0, None) * np.clip(b[:, 3] - b[:, 1], 0, None)
+    union = area_a[:, None] + area_b[None, :] - inter
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
+
+
+def _components(binary: np.ndarray) -> tuple[np.ndarray, int, list[tuple[slice, slice]]]:
+    """8-connected components of a 2-D bool array: labels, count, and one slice pair each."""
+    labels, n = ndimage.label(binary, structure=_EIGHT)
+    return labels, int(n), ndimage.find_objects(labels)
+
+
+def regions_from_map(score_map: np.ndarray, threshold: float, min_area: int = 1) -> list[Region]:
+    """Anomalous regions of one score map: 8-connected components of ``score_map > threshold``.
+
+    Args:
+        score_map: ``(H, W)`` float array, higher = more abnormal. ``NaN`` pixels never exceed the
+            threshold (they belong to no region).
+        threshold: strict threshold in the map's units.
+        min_area: components with fewer pixels than this are dropped (>= 1).
+
+    Returns:
+        One :class:`Region` per kept component, in the order :func:`scipy.ndimage.label` numbers
+        them (raster order of each component's first pixel): the bounding box of the component
+        (``x2``, ``y2`` exclusive) and ``score`` = the maximum of the map over the component's own
+        pixels (not over its whole box). Empty list when no pixel exceeds the threshold.
+    """
+    m = np.asarray(score_map)
+    if m.ndim != 2:
+        raise ValueError(f"score_map must be (H, W), got shape {m.shape}")
+    if min_area < 1:
+        raise ValueError(f"min_area must be >= 1, got {min_area}")
+    labels, n, slices = _components(m > threshold)
+    if n == 0:
+        return []
+    index = np.arange(1, n + 1)
+    areas = np.bincount(labels.ravel(), minlength=n + 1)[1:]
+    peaks = ndimage.maximum(m, labels, index)  # max of the map over each component's pixels
+    out = []
+    for i, (sy, sx) in enumerate(slices):
+        if areas[i] >= min_area:
+            out.append(Region(int(sx.start), int(sy.start), int(sx.stop), int(sy.stop), float(peaks[i])))
+    return out
+
+
+def mask_regions(mask: np.ndarray) -> list[tuple[int, int, int, int]]:
+    """Ground-truth regions of one pixel mask: boxes of its 8-connected components.
+
+    Args:
+        mask: ``(H, W)`` array, truthy = anomalous pixel.
+
+    Returns:
+        ``(x1, y1, x2, y2)`` integer boxes (``x2``, ``y2`` exclusive), in
+        :func:`scipy.ndimage.label` order; empty list for an empty mask.
+    """
+    m = np.asarray(mask)
+    if m.ndim != 2:
+        raise ValueError(f"mask must be (H, W), got shape {m.shape}")
+    _, _, slices = _components(m.astype(bool))
+    return [(int(sx.start), int(sy.start), int(sx.stop), int(sy.stop)) for sy, sx in slices]
+
+
+def resize_mask(mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Resize a ground-truth mask to a score map's ``(H, W)`` by nearest neighbour.
+
+    The pixel metrics compare a map and a mask pixel by pixel, so they must have the same shape;
+    benchmark masks are at video resolution and maps are often smaller (or larger). Resize the
+    *mask* to the *map* (not the map to the mask), with this function, before calling
+    :func:`pixel_auc` or :func:`pixel_auc_values`.
+
+    Args:
+        mask: ``(h, w)`` array, truthy = anomalous.
+        shape: target ``(H, W)`` (rows, columns).
+
+    Returns:
+        ``(H, W)`` bool array (``cv2.resize`` with ``INTER_NEAREST``).
+    """
+    import cv2  # only this helper needs OpenCV
+
+    m = np.asarray(mask)
+    if m.ndim != 2:
+        raise ValueError(f"mask must be (h, w), got shape {m.shape}")
+    h, w = int(shape[0]), int(shape[1])
+    if h < 1 or w < 1:
+        raise ValueError(f"shape must be positive, got {shape}")
+    if m.shape == (h, w):
+        return m.astype(bool)
+    out = cv2.resize(m.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST)  # dsize is (W, H)
+    return out.astype(bool)
+
+
+# ---------------------------------------------------------------------- pixel-level AUC (UCSD)
+def _min_count(fraction: float, n: int) -> int:
+    """Smallest integer k >= 0 with k / n >= fraction (exactly as the ratio is compared).
+
+    Uses the same float comparison ``k / n >= fraction`` as a direct implementation would, so
+    e.g. 55 of 100 meet ``fraction = 0.55`` although ``math.ceil(0.55 * 100)`` is 56 (the float
+    product is 55.00000000000001).
+    """
+    k = max(0, min(n, math.ceil(fraction * n)))
+    while k > 0 and (k - 1) / n >= fraction:
+        k -= 1
+    while k < n and k / n < fraction:
+        k += 1
+    return k
+
+
+def pixel_auc_values(score_map: np.ndarray, mask: np.ndarray, overlap: float = 0.4) -> tuple[float, int]:
+    """Per-frame value and label whose ROC AUC is the UCSD pixel-level AUC.
+
+    For one frame with score map ``M`` and mask ``G`` (``n`` mask pixels) the value ``v`` is the
+    supremum of the thresholds at which the frame counts as positive, so that the frame is positive
+    at threshold ``theta`` **exactly when** ``theta < v``:
+
+    * normal frame (``n == 0``): false positive iff some pixel has ``M > theta``, so
+      ``v = max(M)``;
+    * abnormal frame: true positive iff ``#{p in G : M[p] > theta} >= overlap * n``. The count is
+      non-increasing in ``theta``; with ``k`` = the smallest integer ``>= 1`` such that
+      ``k / n >= overlap`` (``k = ceil(0.4 n)`` for the default), the count reaches ``k`` iff the
+      ``k``-th largest value of ``M`` over ``G`` (counting ties with multiplicity) is ``> theta``.
+      So ``v`` = that ``k``-th largest value. Example: ``n = 5``, ``k = 2``, values in ``G``
+      ``[0.9, 0.3, 0.3, 0.1, 0]``: ``v = 0.3``; at ``theta = 0.3`` only 1 pixel (20 %) is
+      detected, just below 0.3 three are (60 %). Since ``k >= 1`` a true positive always has a
+      detected pixel, i.e. is predicted abnormal. With ``overlap = 0`` the coverage test always
+      passes and a frame is a true positive iff it is predicted abnormal: ``v = max(M)`` over the
+      whole frame.
+
+    Then TPR(theta) = #{abnormal: v > theta} / #abnormal and FPR(theta) likewise over normal frames:
+    the ROC curve of the values ``v`` with labels ``1`` = abnormal, whose area (trapezoids between
+    the achievable points, i.e. ties between an abnormal and a normal value count one half) is
+    :func:`sklearn.metrics.roc_auc_score`. That is what :func:`pixel_auc` returns; a caller that
+    produces maps one at a time can keep only these pairs and call :func:`pixel_auc_from_values`.
+
+    Args:
+        score_map: ``(H, W)`` float array, finite, higher = more abnormal.
+        mask: ``(H, W)`` array, truthy = anomalous pixel; **same shape as the map** (use
+            :func:`resize_mask` first when the resolutions differ).
+        overlap: fraction of mask pixels that must be detected, in [0, 1] (UCSD: 0.4).
+
+    Returns:
+        ``(v, label)``: ``v`` in the map's units, ``label`` 1 when the mask has a pixel, else 0.
+    """
+    m = np.asarray(score_map, dtype=np.float64)
+    g = np.asarray(mask).astype(bool)
+    if m.ndim != 2:
+        raise ValueError(f"score_map must be (H, W), got shape {m.shape}")
+    if g.shape != m.shape:
+        raise ValueError(
+            f"mask shape {g.shape} differs from score_map shape {m.shape}; resize the mask to the map "
+            "with resize_mask(mask, score_map.shape)"
+        )
+    if m.size == 0:
+        raise ValueError("score_map is empty")
+    if not np.isfinite(m).all():
+        raise ValueError("score_map has NaN or infinite values")
+    if not 0.0 <= overlap <= 1.0:
+        raise ValueError(f"overlap must be in [0, 1], got {overlap}")
+    inside = m[g]
+    n = inside.size
+    if n == 0 or overlap == 0.0:
+        return float(m.max()), int(n > 0)
+    k = max(1, _min_count(overlap, n))
+    # k-th largest value over the mask = value at sorted position n - k (ascending)
+    return float(np.partition(inside, n - k)[n - k]), 1
+
+
+def pixel_auc_from_values(values: Sequence[float], labels: Sequence[int]) -> float | None:
+    """ROC AUC of per-frame ``(value, label)`` pairs from :func:`pixel_auc_values`.
+
+    Returns a fraction in [0, 1], or ``None`` when the frames are all normal or all abnormal.
+    """
+    v = np.asarray(values, dtype=np.float64)
+    y = np.asarray(labels, dtype=np.int64)
+    if v.shape != y.shape or v.ndim != 1:
+        raise ValueError(f"values and labels must be 1-D of equal length, got {v.shape} and {y.shape}")
+    if y.size == 0 or y.min() == y.max():
+        return None
+    return float(roc_auc_score(y, v))
+
+
+def pixel_auc(maps: Iterable[np.ndarray], masks: Iterable[np.ndarray], overlap: float = 0.4) -> float | None:
+    """Pixel-level AUC with the UCSD ``overlap`` (40 %) rule, over all frames of a test set.
+
+    Exact (no threshold grid): see :func:`pixel_auc_values` for the definition and its reduction
+    to one value per frame. ``maps`` and ``masks`` are consumed together one frame at a time
+    (generators are fine; only two floats per frame are kept).
+
+    Args:
+        maps: ``(H, W)`` float score maps, one per frame.
+        masks: ``(H, W)`` ground-truth masks, one per frame, each of its map's shape (resize the
+            masks to the maps with :func:`resize_mask` when the resolutions differ).
+        overlap: fraction of mask pixels that must be detected for a true positive, in [0, 1].
+
+    Returns:
+        AUC in [0, 1], or ``None`` when there is no abnormal or no normal frame.
+
+    Raises:
+        ValueError: the two iterables have different lengths, or a frame is invalid.
+    """
+    values: list[float] = []
+    labels: list[int] = []
+    for m, g in zip(maps, masks, strict=True):
+        v, y = pixel_auc_values(m, g, overlap)
+        values.append(v)
+        labels.append(y)
+    return pixel_auc_from_values(values, labels)
+
+
+# ------------------------------------------------------------------------------------ tracks
+def link_tracks(
+    regions_per_frame: Sequence[Sequence[Box]],
+    min_iou: float = 0.0,
+    *,
+    video_starts: Iterable[int] = (),
+) -> list[Track]:
+    """Ground-truth tracks from per-frame regions (our rule; benchmark masks carry no track ids).
+
+    Frame by frame, each region of frame ``f`` is linked to a track that has a region in frame
+    ``f - 1`` overlapping it with IoU ``> min_iou`` (with the default 0: any overlap). Links are
+    one-to-one and greedy by IoU: candidate pairs (track's region in ``f - 1``, region in ``f``)
+    are taken in decreasing IoU (ties: earlier previous region, then earlier current region) while
+    both are free, so a region joins the track whose last region overlaps it best unless a better
+    overlapping region of frame ``f`` already took that track. A region left unlinked starts a new
+    track. A track ends at the first frame where it gets no region (a one-frame gap splits it),
+    and never continues across a frame listed in ``video_starts``.
+
+    Args:
+        regions_per_frame: ``regions_per_frame[f]`` = boxes ``(x1, y1, x2, y2)`` of frame ``f``
+            (for instance :func:`mask_regions` of each ground-truth mask).
+        min_iou: IoU in [0, 1) that a link must exceed.
+        video_starts: frame indices where a new video begins (when the frames of several videos
+            are concatenated); no link is made from frame ``s - 1`` to frame ``s``.
+
+    Returns:
+        Tracks, each a list of ``(frame, box)`` in frame order, ordered by first frame and then by
+        the position of their first region in that frame. Every input region is in exactly one
+        track.
+    """
+    if not 0.0 <= min_iou < 1.0:
+        raise ValueError(f"min_iou must be in [0, 1), got {min_iou}")
+    starts = {int(s) for s in video_starts}
+    tracks: list[Track] = []
+    prev: list[tuple[int, Box]] = []  # (track index, box) of the previous frame
+    for f, boxes in enumerate(regions_per_frame):
+        cur = [_as_box(b) for b in boxes]
+        owner = [-1] * len(cur)
+        if prev and cur and f not in starts:
+            ious = _iou_matrix(np.asarray([b for _, b in prev], float), np.asarray(cur, float))
+            pi, ci = np.nonzero(ious > min_iou)
+            order = np.lexsort((ci, pi, -ious[pi, ci]))  # IoU descending, then prev, then cur
+            taken = set()
+            for j in order:
+                p, c = int(pi[j]), int(ci[j])
+                if p in taken or owner[c] != -1:
+                    continue
+                taken.add(p)
+                owner[c] = prev[p][0]
+        for c, box in enumerate(cur):
+            if owner[c] == -1:
+                owner[c] = len(tracks)
+                tracks.append([])
+            tracks[owner[c]].append((f, box))
+        prev = [(owner[c], box) for c, box in enumerate(cur)]
+    return tracks
+
+
+# ------------------------------------------------------------------------------- RBDC / TBDC
+def _as_detection(d: Region | Sequence[float]) -> tuple[Box, float]:
+    """(box, score) from a :class:`Region` or an ``(x1, y1, x2, y2, score)`` sequence."""
+    if isinstance(d, Region):
+        return d.box, float(d.score)
+    x1, y1, x2, y2, s = d
+    return (x1, y1, x2, y2), float(s)
+
+
+def _step_area(fpr: np.ndarray, rate: np.ndarray, max_fpr: float) -> float:
+    """Area under the right-continuous step curve through (fpr, rate) on [0, max_fpr], / max_fpr.
+
+    ``fpr`` is non-decreasing and starts at 0. ``rate[i]`` holds on ``[fpr[i], fpr[i+1])``; the
+    last value holds up to ``max_fpr``; the curve is cut at ``max_fpr``.
+    """
+    x = np.minimum(fpr, max_fpr)
+    widths = np.diff(np.append(x, max_fpr))  # width of each step inside [0, max_fpr]
+    return float(np.sum(rate * widths) / max_fpr)
+
+
+def rbdc_tbdc(
+    detections: Sequence[Sequence[Region | Sequence[float]]],
+    ground_truth: Sequence[Sequence[Box]],
+    beta: float = 0.1,
+    alpha: float = 0.1,
+    max_fpr: float = 1.0,
+    tracks: Sequence[Sequence[tuple[int, Box]]] | None = None,
+    *,
+    video_starts: Iterable[int] = (),
+) -> dict:
+    """Region- and track-based detection criteria (RBDC, TBDC) of Ramachandra & Jones, WACV 2020.
+
+    Definitions, at a score threshold ``t`` (a detected region is kept when ``score >= t``):
+
+    * a ground-truth region is **detected** when a kept detection of its frame has IoU ``>= beta``
+      with it; region-based detection rate RBDR(t) = detected regions / all ground-truth regions;
+    * a ground-truth track is **detected** when ``(detected regions of the track) / (regions of the
+      track) >= alpha``; track-based detection rate TBDR(t) = detected tracks / all tracks;
+    * a kept detection is a **false positive** when its IoU with every ground-truth region of its
+      frame is ``< beta`` (every detection of a frame without ground truth is one). A detection
+      that overlaps an already detected region is neither a true nor a false positive.
+      FPR(t) = false positives / number of frames (all frames, normal ones included), in false
+      positives per frame (it may exceed 1).
+
+    Curve and integration rule: the thresholds are the distinct detection scores, in decreasing
+    order, plus the origin ``(FPR 0, rate 0)`` at an infinite threshold. The curve is the step
+    function that, at false positives per frame ``x``, takes the rate of the last threshold whose
+    FPR is ``<= x`` (the best rate reachable with at most ``x`` false positives per frame). Its area
+    on ``[0, max_fpr]``, divided by ``max_fpr``, is the criterion (a perfect detector: 1, no
+    detection: 0). When the largest FPR is below ``max_fpr`` the last rate is extended
+    horizontally; when the curve passes ``max_fpr`` it is cut there (on a step function the
+    segment crossing ``max_fpr`` is flat, so linear interpolation within it is its left value).
+
+    Agreement with the public implementation (``lilygeorgescu/AED``,
+    ``evaluation/compute_tbdc_rbdc.py``, Georgescu et al.): same IoU ``>= beta`` test, same false
+    positives (a detection matching no ground-truth region of its frame, duplicates not
+    penalised), same ``>= alpha`` ratio per track, FPR over all frames, curve from (0, 0),
+    trapezoids (``sklearn.metrics.auc``) over the points with FPR ``<= 1`` plus the last of them
+    carried to FPR 1. Its IoU uses inclusive corners (+1 per side), the same as ours on boxes
+    whose ``x2``/``y2`` are one larger; its tracks come from annotation files. That code
+    adds one curve point per detection in decreasing score order; each step then moves along one
+    axis only, so its trapezoids equal this step area exactly whenever scores are distinct. With
+    tied scores it depends on the input order of the tied detections; this function counts a
+    group of tied detections as one threshold (order-independent; the rates reached inside the
+    group count only from the group's full FPR on, which is the lowest of the orderings).
+
+    Args:
+        detections: ``detections[f]`` = detected regions of frame ``f`` (:class:`Region`, or
+            ``(x1, y1, x2, y2, score)``), scores finite, higher = more abnormal. One entry per
+            frame of the test set, empty for frames without detections.
+        ground_truth: ``ground_truth[f]`` = ground-truth boxes of frame ``f`` (same coordinates as
+            the detections, e.g. :func:`mask_regions` of the mask resized to the map). Same length
+            as ``detections``.
+        beta: IoU a detection needs with a ground-truth region, in (0, 1] (paper: 0.1).
+        alpha: fraction of a track's regions that must be detected, in (0, 1] (paper: 0.1).
+        max_fpr: upper end of the false-positives-per-frame range, > 0 (paper: 1).
+        tracks: ground-truth tracks, each a list of ``(frame, box)`` whose boxes are among
+            ``ground_truth[frame]``; default ``link_tracks(ground_truth, video_starts=...)``.
+        video_starts: passed to :func:`link_tracks` when ``tracks`` is ``None``.
+
+    Returns:
+        ``{"rbdc", "tbdc", "curve", "regions", "tracks", "frames"}``: ``rbdc``/``tbdc`` in [0, 1]
+        (``None`` when there is no ground-truth region, resp. track); ``curve`` has lists ``fpr``
+        (false positives per frame), ``rbdr``, ``tbdr`` (fractions) and ``threshold`` (``None``
+        for the origin, then the distinct scores in decreasing order), uncut; ``regions``,
+        ``tracks``, ``frames`` are the counts used as denominators.
+    """
+    if len(detections) != len(ground_truth):
+        raise ValueError(f"detections cover {len(detections)} frames, ground_truth {len(ground_truth)}")
+    n_frames = len(ground_truth)
+    if n_frames == 0:
+        raise ValueError("no frames")
+    if not 0.0 < beta <= 1.0:
+        raise ValueError(f"beta must be in (0, 1], got {beta}")
+    if not 0.0 < alpha <= 1.0:
+        raise ValueError(f"alpha must be in (0, 1], got {alpha}")
+    if not max_fpr > 0.0:
+        raise ValueError(f"max_fpr must be > 0, got {max_fpr}")
+
+    # ground-truth regions, numbered in frame order; gt_start[f] = index of frame f's first region
+    gt_boxes = [[_as_box(b) for b in frame] for frame in ground_truth]
+    gt_start = np.concatenate(([0], np.cumsum([len(b) for b in gt_boxes])))
+    n_regions = int(gt_start[-1])
+    # best[r] = highest score of a detection with IoU >= beta with region r (-inf: never detected)
+    best = np.full(n_regions, -np.inf)
+    det_scores: list[float] = []
+    det_fp: list[bool] = []
+    for f, frame in enumerate(detections):
+        if not frame:
+            continue
+        pairs = [_as_detection(d) for d in frame]
+        scores = np.asarray([s for _, s in pairs], dtype=np.float64)
+        if not np.isfinite(scores).all():
+            raise ValueError(f"frame {f}: detection scores must be finite")
+        det_scores.extend(scores.tolist())
+        if not gt_boxes[f]:
+            det_fp.extend([True] * len(pairs))
+            continue
+        hit = _iou_matrix(np.asarray([b for b, _ in pairs], float), np.asarray(gt_boxes[f], float)) >= beta
+        det_fp.extend((~hit.any(axis=1)).tolist())
+        masked = np.where(hit, scores[:, None], -np.inf)  # (detections, regions)
+        lo = gt_start[f]
+        best[lo : lo + len(gt_boxes[f])] = np.maximum(best[lo : lo + len(gt_boxes[f])], masked.max(axis=0))
+
+    # ground-truth tracks -> for each, the score at which it becomes detected
+    if tracks is None:
+        tracks = link_tracks(gt_boxes, video_starts=video_starts)
+    track_score = np.full(len(tracks), -np.inf)
+    for i, track in enumerate(tracks):
+        if not track:
+            raise ValueError(f"track {i} is empty")
+        region_scores = []
+        for frame_idx, box in track:
+            b = _as_box(box)
+            f = int(frame_idx)
+            if not 0 <= f < n_frames or b not in gt_boxes[f]:
+                raise ValueError(f"track {i}: region {b} of frame {frame_idx} is not in ground_truth")
+            region_scores.append(best[gt_start[f] + gt_boxes[f].index(b)])
+        k = max(1, _min_count(alpha, len(region_scores)))
+        # detected at t iff >= k of its regions are: the k-th largest region score >= t
+        track_score[i] = np.sort(region_scores)[::-1][k - 1]
+    n_tracks = len(tracks)
+
+    # the sweep: thresholds = distinct detection scores, decreasing
+    s = np.asarray(det_scores, dtype=np.float64)
+    fp_scores = np.sort(s[np.asarray(det_fp, dtype=bool)]) if s.size else s
+    thresholds = np.unique(s)[::-1]
+    # count of values >= t for each threshold t, via sorted arrays
+    def _at_least(values: np.ndarray) -> np.ndarray:
+        v = np.sort(values)
+        return v.size - np.searchsorted(v, thresholds, side="left")
+
+    fpr = np.concatenate(([0.0], _at_least(fp_scores) / n_frames))
+    rbdr = np.concatenate(([0.0], _at_least(best) / n_regions)) if n_regions else np.zeros(len(thresholds) + 1)
+    tbdr = np.concatenate(([0.0], _at_least(track_score) / n_tracks)) if n_tracks else np.zeros(len(thresholds) + 1)
+    return {
+        "rbdc": _step_area(fpr, rbdr, max_fpr) if n_regions else None,
+        "tbdc": _step_area(fpr, tbdr, max_fpr) if n_tracks else None,
+        "curve": {
+            "fpr": fpr.tolist(),
+            "rbdr": rbdr.tolist(),
+            "tbdr": tbdr.tolist(),
+            "threshold": [None, *thresholds.tolist()],
+        },
+        "regions": n_regions,
+        "tracks": n_tracks,
+        "frames": n_frames,
+    }

@@ -4,8 +4,8 @@ import numpy as np
 import torch
 
 from ddlvad.data.clips import WindowIndex, epoch_order, gather_clips
-from ddlvad.pseudo_anomaly import object_masks, random_masks
 from ddlvad.data.tracks import VideoTracks
+from ddlvad.pseudo_anomaly import object_masks, random_masks
 
 
 def test_window_index_skips_edge_frames_and_is_o1():

@@ -51,3 +51,13 @@ def test_invalid_values_name_the_flag(sets, match):
 def test_unknown_preset():
     with pytest.raises(UserError, match="unknown preset"):
         Config.preset("huge")
+
+
+def test_a_bare_config_round_trips_through_yaml(tmp_path):
+    # Config().preset was the classmethod shadowing the field: to_yaml could not write it
+    cfg = Config()
+    assert cfg.preset_name == "paper"
+    cfg.to_yaml(tmp_path / "c.yaml")
+    assert Config.from_yaml(tmp_path / "c.yaml") == cfg
+    old = {"preset": "cpu", "train": {"lr": 0.5}}  # files of 0.1.0 development builds
+    assert Config.from_dict(old).preset_name == "cpu"

@@ -6,7 +6,6 @@ import os
 import shutil
 import stat
 from dataclasses import replace
-from pathlib import Path
 
 import cv2
 import numpy as np

@@ -16,13 +16,12 @@ import torch
 from ddlvad import AnomalyDetector, UserError
 from ddlvad.checkpoint import load_checkpoint
 from ddlvad.cli import main
-from ddlvad.config import EventRules
+from ddlvad.config import EventRules, ScoreConfig
 from ddlvad.data.frames import FrameStore
 from ddlvad.data.layouts import index_dataset
-from ddlvad.stream import EventTracker, FrameResult
 from ddlvad.overlay import STRIP
-from ddlvad.config import ScoreConfig
 from ddlvad.score import frame_scores, score_video, to_tensor, worst_patches
+from ddlvad.stream import EventTracker, FrameResult
 
 
 @pytest.fixture(scope="module")

@@ -6,8 +6,8 @@ import torch
 import torch.nn.functional as F
 
 from ddlvad import Config, UserError, build_model
-from ddlvad.models import C3DSU, BatchNorm2d, ConvBlock, UNet, count_parameters, set_conv_layout
 from ddlvad.config import ScoreConfig
+from ddlvad.models import C3DSU, BatchNorm2d, ConvBlock, UNet, count_parameters, set_conv_layout
 from ddlvad.score import score_video, score_video_naive
 
 

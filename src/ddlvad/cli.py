@@ -10,9 +10,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from .config import ARCHS, MASK_SOURCES, MODES, PRESETS, TRACKERS, Config, EventRules
 from .errors import UserError

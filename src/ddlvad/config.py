@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, get_args, get_origin, get_type_hints
 
@@ -181,22 +181,22 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     score: ScoreConfig = field(default_factory=ScoreConfig)
     objects: ObjectsConfig = field(default_factory=ObjectsConfig)
-    preset: str = "paper"
-    """Name of the preset this config started from (informational)."""
+    preset_name: str = "paper"
+    """Name of the preset this config started from (informational; ``preset`` in older files)."""
 
     # ---------------------------------------------------------------- presets
     @classmethod
-    def preset(cls, name: str) -> "Config":
+    def preset(cls, name: str) -> Config:
         """Return a fresh copy of preset ``name`` (``tiny``, ``cpu`` or ``paper``)."""
         if name not in PRESETS:
             raise UserError(f"unknown preset {name!r} (--preset): choose one of {', '.join(PRESETS)}")
         cfg = cls()
-        cfg.preset = name
+        cfg.preset_name = name
         cfg.apply(PRESETS[name])
         return cfg
 
     # ---------------------------------------------------------------- edits
-    def apply(self, values: dict[str, Any]) -> "Config":
+    def apply(self, values: dict[str, Any]) -> Config:
         """Set ``{"section.field": value}`` or nested ``{"section": {"field": value}}``."""
         for key, value in _flatten(values).items():
             self.set(key, value)
@@ -206,8 +206,8 @@ class Config:
         """Set one ``section.field`` to ``value`` (a string is parsed to the field's type)."""
         if key in RETIRED_KEYS:  # written by earlier versions; no longer has any effect
             return
-        if key == "preset":
-            self.preset = str(value)
+        if key in ("preset", "preset_name"):
+            self.preset_name = str(value)
             return
         section_name, _, name = key.partition(".")
         if section_name not in _SECTIONS or not name:
@@ -221,7 +221,7 @@ class Config:
             raise UserError(f"unknown config key {key!r}{hint}")
         setattr(section, name, _coerce(key, value, hints[name]))
 
-    def override(self, assignments: list[str]) -> "Config":
+    def override(self, assignments: list[str]) -> Config:
         """Apply ``section.field=value`` strings, as given to ``--set``."""
         for item in assignments:
             key, sep, value = item.partition("=")
@@ -231,7 +231,7 @@ class Config:
         return self
 
     # ---------------------------------------------------------------- checks
-    def validate(self) -> "Config":
+    def validate(self) -> Config:
         """Raise :class:`UserError` naming the flag for the first invalid value."""
         m, d, l, t, s = self.model, self.data, self.ddl, self.train, self.score
         _choice("model.arch", m.arch, ARCHS)
@@ -310,7 +310,7 @@ class Config:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> "Config":
+    def from_dict(cls, values: dict[str, Any]) -> Config:
         cfg = cls()
         cfg.apply(values)
         return cfg
@@ -322,7 +322,7 @@ class Config:
         return text
 
     @classmethod
-    def from_yaml(cls, path: str | Path) -> "Config":
+    def from_yaml(cls, path: str | Path) -> Config:
         path = Path(path)
         try:
             values = yaml.safe_load(path.read_text())
@@ -334,7 +334,7 @@ class Config:
             raise UserError(f"config file {path} must hold a mapping of sections (model, data, ...)")
         return cls.from_dict(values)
 
-    def diff(self, other: "Config") -> dict[str, tuple[Any, Any]]:
+    def diff(self, other: Config) -> dict[str, tuple[Any, Any]]:
         """``{key: (mine, theirs)}`` for every field that differs."""
         a, b = _flatten(self.to_dict()), _flatten(other.to_dict())
         return {k: (a.get(k), b.get(k)) for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)}

@@ -13,8 +13,8 @@ DistributedDataParallel averages ``l`` like any weight.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -66,7 +66,7 @@ class PseudoAnomaly:
     def masked_pixels(self) -> float:
         return float(self.mask.sum())
 
-    def to(self, device: torch.device) -> "PseudoAnomaly":
+    def to(self, device: torch.device) -> PseudoAnomaly:
         return PseudoAnomaly(self.mask.to(device), self.noise.to(device))
 
 

@@ -15,8 +15,9 @@ shared by the T windows that contain it (docs/method.md §3).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, Callable, Generic, Iterable, Iterator, TypeVar
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 import torch

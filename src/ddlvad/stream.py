@@ -22,9 +22,9 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator
 
 import numpy as np
 from torch import nn
@@ -89,8 +89,8 @@ class EventTracker:
     its last anomalous frame); :meth:`finish` closes the one still open at the end.
     """
 
-    def __init__(self, rules: EventRules = EventRules()) -> None:
-        self.rules = rules
+    def __init__(self, rules: EventRules | None = None) -> None:
+        self.rules = rules or EventRules()
         self._open: Event | None = None
 
     def update(self, result: FrameResult) -> Event | None:
@@ -138,11 +138,10 @@ class AnomalyDetector:
 
     @classmethod
     def load(cls, run: str | Path, threshold: float | None = None, batch_size: int | None = None
-             ) -> "AnomalyDetector":
+             ) -> AnomalyDetector:
         """The model of a run folder (or checkpoint file); ``threshold`` overrides the one
         stored by training (``checkpoint["threshold"]["value"]``)."""
         from .checkpoint import load_model
-
         from .layout import choose as choose_layout
         from .models import apply_layout
 
@@ -187,7 +186,7 @@ class AnomalyDetector:
         scored = self.scorer.stream(frames, lambda image, i: self.prepare(image, raw, f"frame {i}"))
         return np.array([r.score for r in scored], dtype=np.float64)
 
-    def stream(self, source: "VideoSource | str | int | Path | Iterable[np.ndarray]", *, fps: float | None = None,
+    def stream(self, source: VideoSource | str | int | Path | Iterable[np.ndarray], *, fps: float | None = None,
                batch_size: int | None = None, max_frames: int | None = None) -> Iterator[FrameResult]:
         """Yield a :class:`FrameResult` per frame of ``source``, in order, as soon as its
         window is complete.

@@ -17,9 +17,9 @@ import json
 import math
 import signal
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -34,8 +34,8 @@ from .data.clips import WindowIndex, epoch_order, gather_clips
 from .data.tracks import VideoTracks
 from .errors import UserError
 from .files import atomic_write
-from .loss import ddl_loss
 from .layout import choose as choose_layout
+from .loss import ddl_loss
 from .models import Layout, apply_layout, build_model
 from .pseudo_anomaly import PseudoAnomaly, PseudoAnomalyGenerator, window_rngs
 from .score import Scorer

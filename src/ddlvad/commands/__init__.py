@@ -8,7 +8,7 @@ formats are in the library modules.
 from __future__ import annotations
 
 import sys
-from typing import Callable
+from collections.abc import Callable
 
 Log = Callable[[str], None]
 

@@ -14,10 +14,10 @@ from ..config import Config
 from ..data.frames import FrameSpec, FrameStore
 from ..data.layouts import DatasetIndex, VideoRecord, index_dataset
 from ..errors import UserError
-from ..layout import choose as choose_layout
-from ..models import apply_layout
 from ..evaluate import evaluate as compute
 from ..evaluate import get_protocol
+from ..layout import choose as choose_layout
+from ..models import apply_layout
 from ..report import write_evaluation
 from ..runs import evaluation_dir
 from ..score import Scorer

@@ -8,11 +8,10 @@ O(N) in the number of frames (the reference code's ``list.index`` made it O(N^2)
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
-
 
 
 class WindowIndex:

@@ -48,7 +48,7 @@ class FrameSpec:
             raise UserError(f"data.channels={self.channels}: use 1 (grey) or 3 (colour)")
 
     @classmethod
-    def from_config(cls, data) -> "FrameSpec":
+    def from_config(cls, data) -> FrameSpec:
         """The spec of a :class:`ddlvad.config.DataConfig`."""
         return cls(int(data.height), int(data.width), int(data.channels))
 
@@ -242,7 +242,7 @@ class FrameStore:
 
     @classmethod
     def of_split(cls, index: DatasetIndex, split: str, spec: FrameSpec, cache_dir: str | Path | None = None,
-                 progress: bool = False) -> "FrameStore":
+                 progress: bool = False) -> FrameStore:
         """The frames of every video of one split of ``index``."""
         records = index.split(split)
         if not records:

@@ -40,9 +40,9 @@ are checked against the decoded frame count in :mod:`ddlvad.data.frames`.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Mapping
 
 import numpy as np
 

@@ -10,9 +10,10 @@ version, each video's frame count and the settings that produced the boxes.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -91,7 +92,7 @@ class Tracks:
         return path
 
     @classmethod
-    def load(cls, path: str | Path) -> "Tracks":
+    def load(cls, path: str | Path) -> Tracks:
         path = Path(path)
         if not path.is_file():
             raise UserError(f"tracks file {path} not found: run `ddlvad track` first")

@@ -12,8 +12,8 @@ import contextlib
 import math
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import cv2
 import numpy as np
@@ -146,7 +146,7 @@ class VideoSource:
         if self._capture is not None:
             self._capture.release()
 
-    def __enter__(self) -> "VideoSource":
+    def __enter__(self) -> VideoSource:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -18,8 +18,8 @@ NCHW float32) and boxes mapped back to frame pixels.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import cv2
 import numpy as np

@@ -5,8 +5,8 @@ Functions return images; only :func:`write_preview` writes a file.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import cv2
 import numpy as np

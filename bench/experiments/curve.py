@@ -1,6 +1,6 @@
 """Accuracy against training time: evaluate every weight snapshot of a run.
 
-    python bench/curve.py RUN --data ../shared/data/ped2
+    python -m bench.experiments.curve RUN --data ../shared/data/ped2
 
 A run trained with ``--set train.snapshot_every=N`` keeps ``RUN/snapshots/step_*.pt``; each
 is scored on the test split and evaluated under the ``paper`` protocol (micro and macro)
@@ -14,8 +14,9 @@ import argparse
 import json
 from pathlib import Path
 
-from ddlvad import workflow
+from bench.common import machine
 from ddlvad.checkpoint import load_checkpoint
+from ddlvad.commands.evaluate import evaluate as evaluate_run
 from ddlvad.evaluate import evaluate, get_protocol
 
 
@@ -33,14 +34,15 @@ def main() -> None:
             continue
         done.add(ckpt["step"])
         videos: dict = {}
-        paper = workflow.evaluate(snap, args.data, out=run / "curve" / snap.stem, plots=False, progress=False,
-                                  keep_scores=videos)
+        paper = evaluate_run(snap, args.data, out=run / "curve" / snap.stem, plots=False, progress=False,
+                             keep_scores=videos)
         raw = evaluate(videos, get_protocol("raw"))  # the same scores, without smoothing
         points.append({"steps": ckpt["step"], "minutes": round(ckpt.get("elapsed", 0) / 60, 2),
                        "auc_micro": paper["auc_micro"], "auc_macro": paper["auc_macro"],
                        "auc_micro_raw": raw["auc_micro"], "auc_macro_raw": raw["auc_macro"],
-                       "anomaly_weight": ckpt.get("anomaly_weight")})
+                       "anomaly_weight": ckpt.get("anomaly_weight"), "machine": machine()})
     (run / "curve.json").write_text(json.dumps(points, indent=2))
+    print(f"machine: {machine()}")
     print(f"{'steps':>6} {'minutes':>8} {'micro':>7} {'macro':>7} {'raw micro':>10} {'raw macro':>10} {'s':>6}")
     for p in points:
         print(f"{p['steps']:>6} {p['minutes']:>8.1f} {100 * p['auc_micro']:>7.2f} {100 * p['auc_macro']:>7.2f} "

@@ -1,12 +1,14 @@
 """How far is one training step's gradient from a float64 reference, per memory layout?
 
-    python bench/bench_numerics.py [--preset cpu] [--warmup 20]
+    python -m bench.speed.numerics [--preset cpu] [--warmup 20]
 
 First one training-mode BatchNorm on its own (48 x 48 x 64 x 96 values, NCHW and NHWC):
-error of its output against float64, PyTorch's kernel and ddlvad's BatchNorm2d. Then a trainer on random frames of the preset's size takes ``--warmup`` ordinary steps (default
-layout); from that state, one more step's gradients (same batch, noise and boxes) are computed
-four ways: in float64 (the reference), in float32 with the default layout, channels-last with
-ddlvad's BatchNorm2d (exact batch statistics), and channels-last with PyTorch's BatchNorm2d.
+error of its output against float64, PyTorch's kernel and ddlvad's BatchNorm2d. Then a
+trainer on random frames of the preset's size takes ``--warmup`` ordinary steps (default
+layout, NCHW with the folded projection); from that state, one more step's gradients (same
+batch, noise and boxes) are computed four ways: in float64 (the reference), in float32 with
+the default layout, channels-last with ddlvad's BatchNorm2d (exact batch statistics), and
+channels-last with PyTorch's BatchNorm2d.
 Prints the median and the largest relative error over the parameter tensors. Left out: the
 biases of convolutions followed by a BatchNorm (their true gradient is zero, so what they get
 is rounding noise, in every layout). Asserts nothing.
@@ -21,12 +23,13 @@ import numpy as np
 import torch
 from torch import nn
 
+from bench.common import machine, random_training_data, with_pytorch_batchnorm
 from ddlvad import Config
-from ddlvad.models import BatchNorm2d, set_conv_layout
+from ddlvad.models import BatchNorm2d, Layout, apply_layout
+from ddlvad.pseudo_anomaly import PseudoAnomaly
 from ddlvad.train import Trainer
 
-from bench_memory_format import with_pytorch_batchnorm
-from bench_speed import random_training_data
+NCHW, NHWC = Layout(channels_last=False, fold=True), Layout(channels_last=True, fold=True)
 
 
 class Float64Inputs(nn.Module):
@@ -36,8 +39,10 @@ class Float64Inputs(nn.Module):
         super().__init__()
         self.net = net
 
-    def forward(self, clip, mask=None, noise=None):
-        return self.net(clip.double(), mask, None if noise is None else noise.double())
+    def forward(self, clip, anomaly=None):
+        if anomaly is not None:
+            anomaly = PseudoAnomaly(anomaly.mask, anomaly.noise.double())
+        return self.net(clip.double(), anomaly)
 
 
 def gradients(trainer: Trainer, state: dict, step: int) -> dict[str, torch.Tensor]:
@@ -74,10 +79,11 @@ def main() -> None:
     ap.add_argument("--preset", default="cpu")
     ap.add_argument("--warmup", type=int, default=20, help="ordinary training steps first")
     args = ap.parse_args()
+    print(f"machine: {machine()}")
     batchnorm_errors()
     cfg = Config.preset(args.preset)
     cfg.train.steps = 10**6
-    cfg.model.channels_last = False
+    cfg.model.channels_last, cfg.model.fold_projection = False, True  # no layout probe: the runs set their own
     trainer = Trainer(cfg, random_training_data(cfg, 64), "/tmp/ddlvad-bench-unused", progress=False)
     for s in range(args.warmup):
         trainer.train_step(s)
@@ -91,11 +97,10 @@ def main() -> None:
     trainer.net.float()
     trainer.engine = plain_engine
 
-    runs = {"default layout": lambda m: set_conv_layout(m, torch.contiguous_format),
-            "channels-last, ddlvad BatchNorm2d": lambda m: set_conv_layout(m, torch.channels_last),
-            "channels-last, PyTorch BatchNorm2d": lambda m: set_conv_layout(with_pytorch_batchnorm(m),
-                                                                           torch.channels_last)}
-    print(f"torch {torch.__version__}, preset {args.preset}, after {args.warmup} steps; relative error "
+    runs = {"default layout": lambda m: apply_layout(m, NCHW),
+            "channels-last, ddlvad BatchNorm2d": lambda m: apply_layout(m, NHWC),
+            "channels-last, PyTorch BatchNorm2d": lambda m: apply_layout(with_pytorch_batchnorm(m), NHWC)}
+    print(f"preset {args.preset}, after {args.warmup} steps; relative error "
           f"of each parameter's gradient against float64 (median / largest over "
           f"{sum(not cancelled_by_batchnorm(n) for n in reference)} tensors)")
     for name, prepare in runs.items():

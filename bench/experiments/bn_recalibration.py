@@ -1,6 +1,6 @@
 """Trained models with and without re-estimated BatchNorm statistics (``train.bn_recalibration``).
 
-    python bench/bn_recalibration.py RUN_OR_CHECKPOINT... --data ../shared/data/ped2 [--windows 320]
+    python -m bench.experiments.bn_recalibration RUN_OR_CHECKPOINT... --data ../shared/data/ped2 [--windows 320]
 
 For each run folder or checkpoint/snapshot file: scores the test split as trained (BatchNorm
 running statistics as training left them), then re-estimates those statistics on
@@ -16,15 +16,19 @@ import argparse
 import json
 from pathlib import Path
 
-from ddlvad import workflow
+from bench.common import machine
 from ddlvad.checkpoint import load_model
+from ddlvad.commands.evaluate import score_split
 from ddlvad.data.clips import WindowIndex
+from ddlvad.data.frames import FrameSpec, FrameStore
+from ddlvad.data.layouts import index_dataset
 from ddlvad.evaluate import evaluate, get_protocol
+from ddlvad.score import Scorer
 from ddlvad.train import recalibrate_batchnorm
 
 
 def aucs(model, cfg, index) -> tuple[float, float]:
-    scores = workflow.score_split(model, cfg, index, progress=False)
+    scores = score_split(Scorer(model, cfg.score), cfg, index, progress=False)
     videos = {r.video_id: (scores[r.video_id], r.labels) for r in index.testing}
     report = evaluate(videos, get_protocol("paper", patch=cfg.score.patch, shifted_grid=cfg.score.shifted_grid))
     return report["auc_micro"], report["auc_macro"]
@@ -38,13 +42,14 @@ def main() -> None:
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
     rows = []
+    print(f"machine: {machine()}")
     print("| model | steps | s | micro as trained | macro as trained | micro re-estimated | macro re-estimated |")
     print("|---|---|---|---|---|---|---|")
     for run in args.runs:
         model, cfg, ckpt = load_model(run)
-        index = workflow.open_dataset(cfg, args.data)
+        index = index_dataset(args.data, cfg.data.dataset, cfg.data.scene)
         before = aucs(model, cfg, index)
-        store = workflow.open_frames(cfg, index, "training", progress=False)
+        store = FrameStore.of_split(index, "training", FrameSpec.from_config(cfg.data), cfg.data.cache_dir)
         windows = WindowIndex(store.lengths, cfg.data.frames)
         recalibrate_batchnorm(model, store.arrays, windows, args.windows, cfg.train.batch_size, cfg.train.seed)
         model.eval()
@@ -52,7 +57,7 @@ def main() -> None:
         rows.append({"run": run, "arch": cfg.model.arch, "mode": cfg.ddl.mode, "steps": ckpt.get("step"),
                      "anomaly_weight": ckpt.get("anomaly_weight"), "windows": args.windows,
                      "as_trained": {"auc_micro": before[0], "auc_macro": before[1]},
-                     "re_estimated": {"auc_micro": after[0], "auc_macro": after[1]}})
+                     "re_estimated": {"auc_micro": after[0], "auc_macro": after[1]}, "machine": machine()})
         print(f"| `{run}` ({cfg.model.arch} {cfg.ddl.mode}) | {ckpt.get('step')} | {ckpt.get('anomaly_weight'):.3f} | "
               f"{100 * before[0]:.2f} | {100 * before[1]:.2f} | {100 * after[0]:.2f} | {100 * after[1]:.2f} |",
               flush=True)

@@ -1,9 +1,10 @@
 """Training curves of a run: the anomaly weight s (the paper's Figure 5) and the loss parts.
 
-    python bench/plot_training.py RUN --out bench/figures/NAME
+    python -m bench.experiments.plot_training RUN --out bench/figures/NAME
 
 Writes ``NAME_weight.png`` and ``NAME_loss.png`` from ``RUN/metrics.jsonl`` and prints the
-weight at a few steps.
+weight at a few steps (figures of the run's own log, measured when it trained: no
+machine line).
 """
 
 from __future__ import annotations

@@ -1,9 +1,10 @@
 """Does the channels-last memory format speed up training and scoring on this CPU?
 
-    python bench/bench_memory_format.py [--presets cpu,paper]
+    python -m bench.speed.memory_format [--presets cpu,paper]
 
 For each preset, three trainers with the same seed (so the same initial weights) train on the
-same random frames: one with every Conv2d weight in the default (contiguous) layout, one in
+same random frames, all with the folded encoder projection (``model.fold_projection=true``):
+one with every Conv2d weight in the default (contiguous) layout, one in
 ``torch.channels_last`` as ``model.channels_last=true`` makes them (oneDNN then runs those
 convolutions in NHWC; the Conv3d weights stay as they are), and one channels-last with
 PyTorch's own BatchNorm2d instead of ddlvad's (which computes exact batch statistics for
@@ -20,25 +21,20 @@ import copy
 import time
 
 import numpy as np
-import torch
 
+from bench.common import (
+    machine,
+    random_training_data,
+    timed_rounds,
+    with_pytorch_batchnorm,
+)
 from ddlvad import Config
-from ddlvad.models import BatchNorm2d, set_conv_layout
+from ddlvad.models import Layout, apply_layout
 from ddlvad.score import score_video
 from ddlvad.train import Trainer
 
-from bench_speed import random_training_data, timed_rounds  # the speed benchmark's frames and timing
-
 ARMS = ("default", "channels_last", "channels_last_pytorch_bn")
-
-
-def with_pytorch_batchnorm(model):
-    """Swap ddlvad's BatchNorm2d (exact statistics for channels-last input) back to PyTorch's."""
-    for module in model.modules():
-        if isinstance(module, BatchNorm2d):
-            module.__class__ = torch.nn.BatchNorm2d
-    return model
-
+NCHW, NHWC = Layout(channels_last=False, fold=True), Layout(channels_last=True, fold=True)
 
 SETTINGS = {"tiny": (10, None, 64), "cpu": (4, None, 64), "paper": (1, 1, 8)}
 """preset -> (timed steps per round, batch (None: the preset's), scored frames)."""
@@ -50,13 +46,14 @@ def run(preset: str, rounds: int) -> None:
     if batch:
         cfg.train.batch_size = batch
     cfg.train.steps = 10**6
+    cfg.model.channels_last, cfg.model.fold_projection = False, True  # no layout probe: the arms set their own
     d = cfg.data
     data = random_training_data(cfg, frames)
     video = data.frames[0]
     arms = {name: Trainer(cfg, data, "/tmp/ddlvad-bench-unused", progress=False) for name in ARMS}
-    set_conv_layout(arms["default"].model, torch.contiguous_format)
-    set_conv_layout(arms["channels_last"].model, torch.channels_last)
-    set_conv_layout(with_pytorch_batchnorm(arms["channels_last_pytorch_bn"].model), torch.channels_last)
+    apply_layout(arms["default"].model, NCHW)
+    apply_layout(arms["channels_last"].model, NHWC)
+    apply_layout(with_pytorch_batchnorm(arms["channels_last_pytorch_bn"].model), NHWC)
     first = {name: tr.train_step(0) for name, tr in arms.items()}  # also the warm-up
     loss_diff = abs(first["default"]["loss"] - first["channels_last"]["loss"])
     seconds = timed_rounds(arms, rounds, steps)
@@ -65,11 +62,11 @@ def run(preset: str, rounds: int) -> None:
     sc = cfg.score
     fps, scores = {}, {}
     trained = arms["default"].model.eval()  # the same weights in both formats
-    other = set_conv_layout(copy.deepcopy(trained), torch.channels_last)
+    other = apply_layout(copy.deepcopy(trained), NHWC)
     for name, model in (("default", trained), ("channels_last", other)):
-        score_video(model, clip[: d.frames + 1], sc.patch, sc.shifted_grid, sc.batch_size)  # warm-up
+        score_video(model, clip[: d.frames + 1], sc)  # warm-up
         t0 = time.perf_counter()
-        scores[name] = score_video(model, clip, sc.patch, sc.shifted_grid, sc.batch_size)
+        scores[name] = score_video(model, clip, sc)
         fps[name] = len(clip) / (time.perf_counter() - t0)
     ok = np.isfinite(scores["default"])
     score_diff = float(np.max(np.abs(scores["default"][ok] - scores["channels_last"][ok])))
@@ -87,7 +84,7 @@ def main() -> None:
     ap.add_argument("--presets", default="cpu,paper")
     ap.add_argument("--rounds", type=int, default=2, help="alternating timed rounds per arm")
     args = ap.parse_args()
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    print(f"machine: {machine()}")
     for preset in args.presets.split(","):
         run(preset, args.rounds)
 

@@ -1,9 +1,9 @@
 """Data path speed: window look-up at ShanghaiTech scale, and decode-once vs decode-every-access.
 
-    python bench/bench_data.py [--ped2 ../shared/data/ped2]
+    python -m bench.speed.data_path [--ped2 ../shared/data/ped2]
 
-1. A synthetic index of 300,000 frames (300 videos x 1,000): time to build the window index
-   and to iterate one shuffled epoch of look-ups (no decoding), against the reference code's
+1. A synthetic index of 300,000 frames (300 videos x 1,000; ``--videos``): time to build the
+   window index and to iterate one shuffled epoch of look-ups (no decoding), against the reference code's
    ``list.index(filename)`` look-up, timed on a sample and extrapolated (it is O(N) per item).
 2. Ped2 training frames (128x192 grey): building the memory-mapped cache once, then reading
    random T=3 windows from it, against decoding and resizing the T JPEG files on every
@@ -21,6 +21,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from bench.common import SHARED_DATA, machine
 from ddlvad.data.clips import WindowIndex, epoch_order
 from ddlvad.data.frames import FrameSpec, FrameStore
 from ddlvad.data.layouts import index_dataset
@@ -35,13 +36,14 @@ def lookup_bench(videos: int = 300, frames: int = 1000, sample: int = 2000) -> N
     order = epoch_order(len(index), 0, 0)
     checksum = 0
     for w in order:
-        v, c = index[w]
+        _, c = index[w]
         checksum += c
     t_epoch = time.perf_counter() - t0
     print(f"window index over {n:,} frames: build {t_build * 1e3:.1f} ms, one epoch of {len(index):,} "
           f"look-ups {t_epoch:.2f} s ({len(index) / t_epoch / 1e6:.2f} M look-ups/s)")
     # The reference code: a flat list of file names, each item found with list.index (O(N)).
-    names = [f"/data/shanghaitech/training/frames/{v:02d}_{v:03d}/{f:04d}.jpg" for v in range(videos) for f in range(frames)]
+    names = [f"/data/shanghaitech/training/frames/{v:02d}_{v:03d}/{f:04d}.jpg"
+             for v in range(videos) for f in range(frames)]
     rng = np.random.default_rng(0)
     picks = rng.integers(0, n, sample)
     t0 = time.perf_counter()
@@ -54,13 +56,13 @@ def lookup_bench(videos: int = 300, frames: int = 1000, sample: int = 2000) -> N
 
 def decode_bench(root: Path, windows: int = 300) -> None:
     spec = FrameSpec(128, 192, 1)
-    index = index_dataset(root, "ped2")
+    index = index_dataset(root, "ped2", splits=("training",))
     with tempfile.TemporaryDirectory() as cache:
         t0 = time.perf_counter()
-        store = FrameStore(index.training, spec, cache)
+        store = FrameStore.of_split(index, "training", spec, cache)
         t_build = time.perf_counter() - t0
         t0 = time.perf_counter()
-        store = FrameStore(index.training, spec, cache)
+        store = FrameStore.of_split(index, "training", spec, cache)
         t_open = time.perf_counter() - t0
         win = WindowIndex(store.lengths, 3)
         picks = np.random.default_rng(0).integers(0, len(win), windows)
@@ -86,9 +88,11 @@ def decode_bench(root: Path, windows: int = 300) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--ped2", default=str(Path(__file__).resolve().parents[2] / "shared" / "data" / "ped2"))
+    ap.add_argument("--ped2", default=str(SHARED_DATA / "ped2"))
+    ap.add_argument("--videos", type=int, default=300, help="videos of the synthetic index (1,000 frames each)")
     args = ap.parse_args()
-    lookup_bench()
+    print(f"machine: {machine()}")
+    lookup_bench(args.videos)
     if Path(args.ped2).is_dir():
         decode_bench(Path(args.ped2))
     else:

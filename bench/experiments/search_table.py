@@ -1,11 +1,13 @@
 """One table of every ablation run: what differs from the preset, minutes, AUCs, final weight.
 
-    python bench/search_table.py RUNS/*/results.json [--json bench/results/search-ped2.json]
+    python -m bench.experiments.search_table RUNS/*/results.json [--json bench/results/search-ped2.json]
 
-Reads the ``results.json`` files that ``bench/ablation.py`` writes and prints one markdown
+Reads the ``results.json`` files that ``bench/experiments/ablation.py`` writes and prints one markdown
 row per trained cell. The "changes" column is computed from each cell's saved config: every
 key that differs from its preset (``model.arch``, ``ddl.mode``, ``train.steps`` and the
-cache folder, snapshot and log settings have their own columns or do not change the result). Asserts nothing.
+cache folder, snapshot and log settings have their own columns or do not change the result).
+The figures are those the runs stored; the machine each cell ran on is in its results.json
+(``machine``, for cells run since it was recorded). Asserts nothing.
 """
 
 from __future__ import annotations

@@ -1,11 +1,12 @@
 """The paper's ablation grid (Table 2): {UNet, C3DSU} x {recon, sdl, ddl} at one preset and
 one step budget, trained and evaluated on one dataset; writes the table beside the paper's.
 
-    python bench/ablation.py --data ../shared/data/ped2 --preset cpu --steps 600 --out runs/ablation-ped2
+    python -m bench.experiments.ablation --data ../shared/data/ped2 --preset cpu --steps 600 --out runs/ablation-ped2
 
 Each cell is a normal run folder (``OUT/<arch>-<mode>``) evaluated with the ``paper``
 protocol; cells already finished are reused, so the script can be stopped and restarted.
-Writes ``OUT/results.json`` and ``OUT/table.md``; prints the table.
+Writes ``OUT/results.json`` (each cell with the :func:`bench.common.machine` line it ran on)
+and ``OUT/table.md``; prints the table.
 """
 
 from __future__ import annotations
@@ -15,8 +16,10 @@ import json
 import sys
 from pathlib import Path
 
+from bench.common import machine
 from ddlvad import Config
-from ddlvad import workflow
+from ddlvad.commands.evaluate import evaluate as evaluate_run
+from ddlvad.commands.train import train
 from ddlvad.evaluate import ablation_table, evaluate, get_protocol
 
 CELLS = [("c3dsu", "ddl"), ("c3dsu", "recon"), ("c3dsu", "sdl"), ("unet", "ddl"), ("unet", "recon"), ("unet", "sdl")]
@@ -36,6 +39,7 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     results_path = out / "results.json"
     results = json.loads(results_path.read_text()) if results_path.exists() else {}
+    print(f"machine: {machine()}", flush=True)
     for cell in args.cells.split(","):
         arch, mode = cell.split("-")
         run = out / cell
@@ -47,15 +51,15 @@ def main() -> None:
         if args.snapshot_every and cell == "c3dsu-ddl":
             cfg.train.snapshot_every = args.snapshot_every
         cfg.override(args.set)
-        summary = workflow.train(cfg, args.data, run, force=True, progress=False)
+        summary = train(cfg, args.data, run, force=True, progress=False)
         videos: dict = {}
-        report = workflow.evaluate(run, args.data, progress=False, keep_scores=videos)
+        report = evaluate_run(run, args.data, progress=False, keep_scores=videos)
         raw = evaluate(videos, get_protocol("raw"))  # the same scores, without smoothing
         results[cell] = {"arch": arch, "mode": mode, "steps": summary["steps"], "minutes": summary["minutes"],
                          "anomaly_weight": summary["anomaly_weight"],
                          "auc_micro": report["auc_micro"], "auc_macro": report["auc_macro"],
                          "auc_micro_raw": raw["auc_micro"], "auc_macro_raw": raw["auc_macro"],
-                         "scoring_fps": report["scoring_fps"], "config": cfg.to_dict()}
+                         "scoring_fps": report["scoring_fps"], "machine": machine(), "config": cfg.to_dict()}
         results_path.write_text(json.dumps(results, indent=2))
         print(f"{cell}: micro {100 * report['auc_micro']:.2f} macro {100 * report['auc_macro']:.2f} "
               f"(raw {100 * raw['auc_micro']:.2f}) in {summary['minutes']:.1f} min, s={summary['anomaly_weight']:.3f}",

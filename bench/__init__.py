@@ -1,0 +1,1 @@
+"""Benchmarks and experiments of ddlvad: scripts run as modules from the repository root (bench/README.md)."""

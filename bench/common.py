@@ -1,0 +1,143 @@
+"""What the benchmark scripts share: the machine line, random training data, timing, the
+straightforward ("naive") network, PyTorch's BatchNorm swapped back in, and MOT scores.
+
+Every script that prints a measured figure prints :func:`machine` with it.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ddlvad.data.tracks import VideoTracks
+from ddlvad.models import BatchNorm2d, Layout, apply_layout
+from ddlvad.train import TrainingData
+
+REPO = Path(__file__).resolve().parents[1]
+"""The repository root (the folder the scripts are run from)."""
+SHARED_DATA = REPO.parent / "shared" / "data"
+"""Where the real datasets live beside the checkout (``ped2``, ``avenue-sample``)."""
+
+
+# ---------------------------------------------------------------- the machine
+def cpu_name() -> str:
+    """The CPU model name from /proc/cpuinfo (else what ``platform`` knows)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine() -> str:
+    """One line naming what the figures were measured on: CPU model, the SIMD level PyTorch
+    uses (``torch.backends.cpu.get_cpu_capability()``, which honours ``ATEN_CPU_CAPABILITY``),
+    ``ONEDNN_MAX_CPU_ISA`` if set, threads, torch version, and the GPU if CUDA is available."""
+    parts = [cpu_name(), f"SIMD {torch.backends.cpu.get_cpu_capability()}"]
+    if os.environ.get("ONEDNN_MAX_CPU_ISA"):
+        parts.append(f"ONEDNN_MAX_CPU_ISA={os.environ['ONEDNN_MAX_CPU_ISA']}")
+    parts += [f"{torch.get_num_threads()} threads", f"torch {torch.__version__}"]
+    if torch.cuda.is_available():
+        parts.append(f"GPU {torch.cuda.get_device_name()}")
+    return ", ".join(parts)
+
+
+# ---------------------------------------------------------------- training data and timing
+def random_training_data(cfg, frames: int) -> TrainingData:
+    """One video of random frames of the config's size (at least ``frames``, and enough for a
+    batch of windows) with one tracked box in every frame: speed does not depend on content."""
+    d = cfg.data
+    n = max(frames, cfg.train.batch_size + d.frames)
+    video = np.random.default_rng(0).integers(0, 256, (n, d.height, d.width, d.channels), dtype=np.uint8)
+    rows = np.array([[f, 1, 0.3, 0.3, 0.6, 0.7, 1.0] for f in range(n)], float)
+    return TrainingData([video], [VideoTracks(n, rows)], ["v"])
+
+
+def timed_rounds(trainers: dict, rounds: int, steps: int) -> dict:
+    """Seconds each trainer spends on ``rounds`` x ``steps`` training steps (steps 1, 2, ...),
+    the rounds alternating between the trainers so that drift of the machine hits them all."""
+    seconds = dict.fromkeys(trainers, 0.0)
+    for r in range(rounds):
+        for name, trainer in trainers.items():
+            t0 = time.perf_counter()
+            for s in range(1 + r * steps, 1 + (r + 1) * steps):
+                trainer.train_step(s)
+            seconds[name] += time.perf_counter() - t0
+    return seconds
+
+
+# ---------------------------------------------------------------- straightforward network
+class SamePaddedMiddle(nn.Module):
+    """The straightforward temporal layer: full 'same' Conv3d, then the middle time slice."""
+
+    def __init__(self, conv: nn.Conv3d):
+        super().__init__()
+        self.conv = conv
+
+    def forward(self, x):
+        t = x.shape[2] // 2
+        y = F.conv3d(x, self.conv.weight, self.conv.bias, padding=(t, 1, 1))
+        return y[:, :, t:t + 1]
+
+
+def make_naive(model: nn.Module) -> nn.Module:
+    """The same network computed the straightforward way (in place; returns ``model``):
+    contiguous (NCHW) weights, pixel unshuffle followed by the 1x1 projection (no fold), and
+    the paper's 'same'-padded Conv3d followed by slicing."""
+    apply_layout(model, Layout(channels_last=False, fold=False))
+    if hasattr(model, "temporal"):
+        model.temporal = nn.ModuleList(SamePaddedMiddle(c) for c in model.temporal)
+    return model
+
+
+def with_pytorch_batchnorm(model: nn.Module) -> nn.Module:
+    """Swap ddlvad's BatchNorm2d (exact statistics for channels-last input) back to PyTorch's."""
+    for module in model.modules():
+        if isinstance(module, BatchNorm2d):
+            module.__class__ = torch.nn.BatchNorm2d
+    return model
+
+
+def layout_name(layout: Layout) -> str:
+    """``nchw``, ``nhwc``, with ``-unfolded`` when the encoder projection is not folded."""
+    return f"{'nhwc' if layout.channels_last else 'nchw'}{'' if layout.fold else '-unfolded'}"
+
+
+# ---------------------------------------------------------------- tracking quality
+def mot_scores(rows: np.ndarray, truth: dict[int, np.ndarray], size: tuple[int, int]) -> dict[str, float]:
+    """Recall, precision, IDF1, ID switches and MOTA of Tracks rows (boxes normalised to
+    [0, 1]) against ``truth``: object id -> ``(n, 4)`` pixel boxes x1, y1, x2, y2, NaN where
+    the object is absent, for the ``n`` frames; ``size`` is ``(height, width)`` in pixels
+    (motmetrics accumulator; a match needs IoU >= 0.5). Moved from tests/test_objects.py."""
+    import motmetrics as mm
+
+    h, w = size
+    acc = mm.MOTAccumulator(auto_id=True)
+    n = len(next(iter(truth.values())))
+    for f in range(n):
+        gt_ids = [oid for oid, b in truth.items() if not np.isnan(b[f, 0])]
+        gt = np.array([truth[oid][f] for oid in gt_ids]).reshape(-1, 4)
+        r = rows[rows[:, 0] == f]
+        hyp = r[:, 2:6] * [w, h, w, h]
+        # IoU distance matrix, computed here: motmetrics 1.4's iou_matrix uses np.asfarray,
+        # which numpy 2 removed.
+        ix = np.clip(np.minimum(gt[:, None, 2], hyp[None, :, 2]) - np.maximum(gt[:, None, 0], hyp[None, :, 0]), 0, None)
+        iy = np.clip(np.minimum(gt[:, None, 3], hyp[None, :, 3]) - np.maximum(gt[:, None, 1], hyp[None, :, 1]), 0, None)
+        inter = ix * iy
+        area_g = (gt[:, 2] - gt[:, 0]) * (gt[:, 3] - gt[:, 1])
+        area_h = (hyp[:, 2] - hyp[:, 0]) * (hyp[:, 3] - hyp[:, 1])
+        iou = inter / np.maximum(area_g[:, None] + area_h[None, :] - inter, 1e-9)
+        dist = np.where(iou >= 0.5, 1 - iou, np.nan)
+        acc.update(gt_ids, r[:, 1].astype(int).tolist(), dist)
+    names = ["recall", "precision", "idf1", "num_switches", "mota"]
+    summary = mm.metrics.create().compute(acc, metrics=names, name="scene")
+    return {k: float(summary[k].iloc[0]) for k in names}

@@ -1,0 +1,1 @@
+"""Accuracy experiments on real data: ``python -m bench.experiments.<name>`` from the repository root."""

@@ -1,0 +1,1 @@
+"""Speed benchmarks: ``python -m bench.speed.<name>`` from the repository root."""

@@ -1,6 +1,6 @@
 """Tests of ddlvad.objects: motion detector + tracker glue on a synthetic scene with known
 boxes, the tracks file round trip, the reference JSON import, the ONNX detector and the
-preview writer. ``make_scene`` and ``mot_scores`` are also used by bench/bench_tracking.py.
+preview writer. (bench/common.py has its own ``mot_scores``.)
 """
 
 from __future__ import annotations

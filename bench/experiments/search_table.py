@@ -19,7 +19,7 @@ from pathlib import Path
 from ddlvad import Config
 from ddlvad.config import RETIRED_KEYS
 
-IGNORED = {"model.arch", "ddl.mode", "train.steps", "data.frames", "data.cache_dir", "data.dataset", "preset",
+IGNORED = {"model.arch", "ddl.mode", "train.steps", "data.frames", "data.cache_dir", "data.dataset", "preset", "preset_name",
            "train.snapshot_every", "train.checkpoint_every", "train.log_every", *RETIRED_KEYS}
 """Keys with their own column, or that do not change what is computed."""
 
@@ -35,7 +35,7 @@ def flat(tree: dict, prefix: str = "") -> dict:
 
 
 def changes(config: dict) -> str:
-    base = flat(Config.preset(config.get("preset", "cpu")).to_dict())
+    base = flat(Config.preset(config.get("preset", "preset_name", "cpu")).to_dict())
     mine = flat(config)
     diff = [f"{k}={mine[k]}" for k in sorted(mine) if k not in IGNORED and mine[k] != base.get(k)]
     return ", ".join(diff) or "(preset)"

@@ -185,7 +185,7 @@ class C3DSU(nn.Module):
 
     The Conv3d has 'same' padding in the paper; only its middle time slice is used, and with
     kernel T that slice reads exactly the T input frames, so we compute it directly with no
-    temporal padding: the same output, T times less work (see bench/bench_speed.py).
+    temporal padding: the same output, T times less work (see bench/speed/train_score.py).
     """
 
     def __init__(self, channels: int, latent: int, frames: int = 3, kind: str = "reference",
@@ -268,7 +268,7 @@ def set_conv_layout(model: nn.Module, layout: torch.memory_format) -> nn.Module:
     With channels-last weights oneDNN runs the 2-D convolutions (and the BatchNorm, pixel
     shuffles and concatenations between them) in NHWC: the same computation up to float
     rounding, faster or slower depending on the machine (``model.channels_last``;
-    bench/bench_memory_format.py). The BatchNorm layers are :class:`BatchNorm2d`, which keeps
+    bench/speed/memory_format.py). The BatchNorm layers are :class:`BatchNorm2d`, which keeps
     the statistics exact in NHWC. The Conv3d weights keep the default layout.
     """
     for module in model.modules():

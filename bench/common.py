@@ -6,8 +6,6 @@ Every script that prints a measured figure prints :func:`machine` with it.
 
 from __future__ import annotations
 
-import os
-import platform
 import time
 from pathlib import Path
 
@@ -17,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ddlvad.data.tracks import VideoTracks
+from ddlvad.machine import describe
 from ddlvad.models import BatchNorm2d, Layout, apply_layout
 from ddlvad.train import TrainingData
 
@@ -27,28 +26,9 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 
 
 # ---------------------------------------------------------------- the machine
-def cpu_name() -> str:
-    """The CPU model name from /proc/cpuinfo (else what ``platform`` knows)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def machine() -> str:
-    """One line naming what the figures were measured on: CPU model, the SIMD level PyTorch
-    uses (``torch.backends.cpu.get_cpu_capability()``, which honours ``ATEN_CPU_CAPABILITY``),
-    ``ONEDNN_MAX_CPU_ISA`` if set, threads, torch version, and the GPU if CUDA is available."""
-    parts = [cpu_name(), f"SIMD {torch.backends.cpu.get_cpu_capability()}"]
-    if os.environ.get("ONEDNN_MAX_CPU_ISA"):
-        parts.append(f"ONEDNN_MAX_CPU_ISA={os.environ['ONEDNN_MAX_CPU_ISA']}")
-    parts += [f"{torch.get_num_threads()} threads", f"torch {torch.__version__}"]
-    if torch.cuda.is_available():
-        parts.append(f"GPU {torch.cuda.get_device_name()}")
-    return ", ".join(parts)
+    """One line naming what the figures were measured on (:func:`ddlvad.machine.describe`)."""
+    return describe()
 
 
 # ---------------------------------------------------------------- training data and timing
@@ -110,34 +90,3 @@ def with_pytorch_batchnorm(model: nn.Module) -> nn.Module:
 def layout_name(layout: Layout) -> str:
     """``nchw``, ``nhwc``, with ``-unfolded`` when the encoder projection is not folded."""
     return f"{'nhwc' if layout.channels_last else 'nchw'}{'' if layout.fold else '-unfolded'}"
-
-
-# ---------------------------------------------------------------- tracking quality
-def mot_scores(rows: np.ndarray, truth: dict[int, np.ndarray], size: tuple[int, int]) -> dict[str, float]:
-    """Recall, precision, IDF1, ID switches and MOTA of Tracks rows (boxes normalised to
-    [0, 1]) against ``truth``: object id -> ``(n, 4)`` pixel boxes x1, y1, x2, y2, NaN where
-    the object is absent, for the ``n`` frames; ``size`` is ``(height, width)`` in pixels
-    (motmetrics accumulator; a match needs IoU >= 0.5). Moved from tests/test_objects.py."""
-    import motmetrics as mm
-
-    h, w = size
-    acc = mm.MOTAccumulator(auto_id=True)
-    n = len(next(iter(truth.values())))
-    for f in range(n):
-        gt_ids = [oid for oid, b in truth.items() if not np.isnan(b[f, 0])]
-        gt = np.array([truth[oid][f] for oid in gt_ids]).reshape(-1, 4)
-        r = rows[rows[:, 0] == f]
-        hyp = r[:, 2:6] * [w, h, w, h]
-        # IoU distance matrix, computed here: motmetrics 1.4's iou_matrix uses np.asfarray,
-        # which numpy 2 removed.
-        ix = np.clip(np.minimum(gt[:, None, 2], hyp[None, :, 2]) - np.maximum(gt[:, None, 0], hyp[None, :, 0]), 0, None)
-        iy = np.clip(np.minimum(gt[:, None, 3], hyp[None, :, 3]) - np.maximum(gt[:, None, 1], hyp[None, :, 1]), 0, None)
-        inter = ix * iy
-        area_g = (gt[:, 2] - gt[:, 0]) * (gt[:, 3] - gt[:, 1])
-        area_h = (hyp[:, 2] - hyp[:, 0]) * (hyp[:, 3] - hyp[:, 1])
-        iou = inter / np.maximum(area_g[:, None] + area_h[None, :] - inter, 1e-9)
-        dist = np.where(iou >= 0.5, 1 - iou, np.nan)
-        acc.update(gt_ids, r[:, 1].astype(int).tolist(), dist)
-    names = ["recall", "precision", "idf1", "num_switches", "mota"]
-    summary = mm.metrics.create().compute(acc, metrics=names, name="scene")
-    return {k: float(summary[k].iloc[0]) for k in names}

@@ -1,6 +1,6 @@
 """Tests of ddlvad.objects: motion detector + tracker glue on a synthetic scene with known
 boxes, the tracks file round trip, the reference JSON import, the ONNX detector and the
-preview writer. (bench/common.py has its own ``mot_scores``.)
+preview writer.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import pytest
 from ddlvad.data.tracks import Tracks
 from ddlvad.errors import UserError
 from ddlvad.objects.motion import MotionDetector, MotionParams
+from ddlvad.objects.tracking import mot_scores as tracking_scores
 from ddlvad.objects.tracking import track_dataset, track_video
 
 H, W, N = 96, 160, 60
@@ -61,32 +62,8 @@ def make_scene(seed: int = 0, n: int = N) -> tuple[np.ndarray, dict[int, np.ndar
     return frames, truth
 
 
-def mot_scores(rows: np.ndarray, truth: dict[int, np.ndarray], size: tuple[int, int] = (H, W)) -> dict[str, float]:
-    """Recall, precision, IDF1, ID switches and MOTA of Tracks rows against ``truth``
-    (motmetrics accumulator; a match needs IoU >= 0.5)."""
-    import motmetrics as mm
-
-    h, w = size
-    acc = mm.MOTAccumulator(auto_id=True)
-    n = len(next(iter(truth.values())))
-    for f in range(n):
-        gt_ids = [oid for oid, b in truth.items() if not np.isnan(b[f, 0])]
-        gt = np.array([truth[oid][f] for oid in gt_ids]).reshape(-1, 4)
-        r = rows[rows[:, 0] == f]
-        hyp = r[:, 2:6] * [w, h, w, h]
-        # IoU distance matrix, computed here: motmetrics 1.4's iou_matrix uses np.asfarray,
-        # which numpy 2 removed.
-        ix = np.clip(np.minimum(gt[:, None, 2], hyp[None, :, 2]) - np.maximum(gt[:, None, 0], hyp[None, :, 0]), 0, None)
-        iy = np.clip(np.minimum(gt[:, None, 3], hyp[None, :, 3]) - np.maximum(gt[:, None, 1], hyp[None, :, 1]), 0, None)
-        inter = ix * iy
-        area_g = (gt[:, 2] - gt[:, 0]) * (gt[:, 3] - gt[:, 1])
-        area_h = (hyp[:, 2] - hyp[:, 0]) * (hyp[:, 3] - hyp[:, 1])
-        iou = inter / np.maximum(area_g[:, None] + area_h[None, :] - inter, 1e-9)
-        dist = np.where(iou >= 0.5, 1 - iou, np.nan)
-        acc.update(gt_ids, r[:, 1].astype(int).tolist(), dist)
-    names = ["recall", "precision", "idf1", "num_switches", "mota"]
-    summary = mm.metrics.create().compute(acc, metrics=names, name="scene")
-    return {k: float(summary[k].iloc[0]) for k in names}
+def mot_scores(rows: np.ndarray, truth: dict[int, np.ndarray]) -> dict[str, float]:
+    return tracking_scores(rows, truth, (H, W))
 
 
 @pytest.fixture(scope="module")

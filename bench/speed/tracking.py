@@ -25,12 +25,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from bench.common import REPO, SHARED_DATA, machine, mot_scores
+from bench.common import REPO, SHARED_DATA, machine
 from ddlvad.data.synthetic import SceneSpec, synthesize
 from ddlvad.data.tracks import Tracks, VideoTracks
 from ddlvad.objects.motion import MotionDetector
 from ddlvad.objects.preview import draw_tracks, montage
-from ddlvad.objects.tracking import track_video
+from ddlvad.objects.tracking import mot_scores, track_video
 
 PED2 = SHARED_DATA / "ped2" / "testing" / "frames" / "01"
 AVENUE = SHARED_DATA / "avenue-sample" / "testing_videos" / "21.avi"

@@ -15,8 +15,6 @@ a machine probes each size once.
 from __future__ import annotations
 
 import json
-import os
-import platform
 import time
 from pathlib import Path
 
@@ -26,6 +24,7 @@ import torch
 from .config import Config
 from .data.frames import default_cache_dir
 from .files import atomic_write
+from .machine import machine_info
 from .models import Layout, apply_layout, build_model
 
 CANDIDATES = (Layout(False, True), Layout(True, True), Layout(True, False))
@@ -124,18 +123,8 @@ def probe_key(cfg: Config, purpose: str, device: torch.device, options: list[Lay
 def _machine(device: torch.device) -> dict:
     if device.type == "cuda":
         return {"device": torch.cuda.get_device_name(device)}
-    return {"device": "cpu", "cpu": _cpu_name(), "capability": torch.backends.cpu.get_cpu_capability(),
-            "onednn_max_isa": os.environ.get("ONEDNN_MAX_CPU_ISA", "")}
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    info = machine_info(device)
+    return {"device": "cpu", "cpu": info["cpu"], "capability": info["simd"], "onednn_max_isa": info["onednn_max_isa"]}
 
 
 def _read(path: Path) -> dict:

@@ -177,3 +177,32 @@ def _dist_version(name: str) -> str:
         return version(name)
     except PackageNotFoundError:
         return "unknown"
+
+
+def mot_scores(rows: np.ndarray, truth: dict[int, np.ndarray], size: tuple[int, int]) -> dict[str, float]:
+    """How well tracks match ground truth: recall, precision, IDF1, ID switches and MOTA (the
+    ``motmetrics`` library's CLEAR-MOT and ID measures; a match needs IoU >= 0.5).
+
+    ``rows``: Tracks rows ``(n, 7)`` with boxes normalised to [0, 1]; ``truth``: object id ->
+    ``(frames, 4)`` pixel boxes ``x1, y1, x2, y2``, NaN where the object is absent; ``size``:
+    ``(height, width)`` in pixels. Needs ``motmetrics`` (a test dependency).
+    """
+    try:
+        import motmetrics as mm
+    except ImportError:
+        raise UserError("tracking scores need the motmetrics package: pip install motmetrics") from None
+
+    h, w = size
+    acc = mm.MOTAccumulator(auto_id=True)
+    n = len(next(iter(truth.values())))
+    for f in range(n):
+        gt_ids = [oid for oid, b in truth.items() if not np.isnan(b[f, 0])]
+        gt = np.array([truth[oid][f] for oid in gt_ids]).reshape(-1, 4)
+        r = rows[rows[:, 0] == f]
+        hyp = r[:, 2:6] * [w, h, w, h]
+        # IoU computed here: motmetrics 1.4's iou_matrix uses np.asfarray, which numpy 2 removed
+        iou = np.array([_iou(g, hyp) for g in gt]).reshape(len(gt), len(hyp))
+        acc.update(gt_ids, r[:, 1].astype(int).tolist(), np.where(iou >= 0.5, 1 - iou, np.nan))
+    names = ["recall", "precision", "idf1", "num_switches", "mota"]
+    summary = mm.metrics.create().compute(acc, metrics=names, name="scene")
+    return {k: float(summary[k].iloc[0]) for k in names}

@@ -280,6 +280,20 @@ def test_reference_json_zero_and_one_based(tmp_path):
     np.testing.assert_array_equal(back.videos["02"].rows, v2.rows)
 
 
+def test_reference_json_records_with_a_box_field_as_the_reference_loader_reads_them(tmp_path):
+    # the reference's VideoDataset reads bounding_boxes[frame][track]['box']
+    from ddlvad.objects.reference_json import import_reference_json
+
+    path = tmp_path / "ref.json"
+    path.write_text(json.dumps({"/home/a/frames/01/000.jpg": {"3": {"box": [0.1, 0.2, 0.3, 0.4], "score": 0.9}},
+                                "/home/a/frames/01/001.jpg": {"3": {"box": [0.2, 0.2, 0.4, 0.4]}}}))
+    rows = import_reference_json(path, {"01": 2}).videos["01"].rows
+    np.testing.assert_allclose(rows, [[0, 3, 0.1, 0.2, 0.3, 0.4, 1.0], [1, 3, 0.2, 0.2, 0.4, 0.4, 1.0]])
+    path.write_text(json.dumps({"/home/a/frames/01/000.jpg": {"3": {"bbox": [0.1, 0.2, 0.3, 0.4]}}}))
+    with pytest.raises(UserError, match="'box'"):
+        import_reference_json(path, {"01": 2})
+
+
 def test_reference_json_errors(tmp_path):
     from ddlvad.objects.reference_json import import_reference_json
 

@@ -2,11 +2,13 @@
 
 The reference code reads one JSON dict per dataset split (docs/method.md §2.1)::
 
-    {"/home/x/ped2/training/frames/01/003.jpg": {"0": [x1, y1, x2, y2], "4": [...]}, ...}
+    {"/home/x/ped2/training/frames/01/003.jpg": {"0": {"box": [x1, y1, x2, y2], ...}, "4": {...}}, ...}
 
 keys are frame file paths on the author's machine, values map a track id (int or string)
-to a box normalised to [0, 1]. A plain list of boxes per frame is accepted too; its track
-ids are then the list positions.
+to a record whose ``box`` is normalised to [0, 1] (the reference loader reads
+``bounding_boxes[frame][track]['box']``; other fields of the record are ignored). A bare
+``[x1, y1, x2, y2]`` in place of the record, and a plain list per frame (track ids = list
+positions), are accepted too.
 
 Mapping onto our ids: the video id is the frame file's parent folder name (``01``), the
 frame index is the last number in the file stem (``003`` -> 3; ``img_0007`` -> 7). Numbering
@@ -43,12 +45,14 @@ def _parse_boxes(value, key: str, path: Path) -> list[tuple[int, list[float]]]:
         raise UserError(f"{path}: value of {key!r} must be a dict {{track_id: box}} or a list of boxes")
     out = []
     for tid, box in items:
+        if isinstance(box, dict):
+            box = box.get("box")
         try:
             tid = int(tid)
             box = [float(v) for v in box]
         except (TypeError, ValueError):
             raise UserError(f"{path}: {key!r} has track {tid!r} -> {box!r}; expected an integer id and "
-                            f"[x1, y1, x2, y2]") from None
+                            f"{{'box': [x1, y1, x2, y2]}} or [x1, y1, x2, y2]") from None
         if len(box) < 4 or tid < 0:
             raise UserError(f"{path}: {key!r} track {tid}: expected a non-negative id and [x1, y1, x2, y2]")
         if max(box[:4]) > 1.5:

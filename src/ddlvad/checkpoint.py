@@ -20,6 +20,19 @@ from .errors import UserError
 from .files import atomic_writer
 
 CHECKPOINT = "checkpoint.pt"
+"""The state to resume training from."""
+BEST = "best.pt"
+"""The model to score with, when training kept one apart from its last state (the best by the
+validation signal, or the moving average of the weights)."""
+
+
+def model_file(run: str | Path) -> Path:
+    """The file scoring loads from ``run``: ``best.pt`` when the run has one, else
+    ``checkpoint.pt`` (``run`` may also be a checkpoint file itself)."""
+    run = Path(run)
+    if not run.is_dir():
+        return run
+    return run / BEST if (run / BEST).is_file() else run / CHECKPOINT
 
 
 def save_atomic(obj: Any, path: Path) -> None:
@@ -59,7 +72,7 @@ def load_model(run: str | Path) -> tuple[torch.nn.Module, Config, dict[str, Any]
     config and checkpoint dict."""
     from .models import build_model
 
-    ckpt = load_checkpoint(run)
+    ckpt = load_checkpoint(model_file(run))
     cfg = Config.from_dict(ckpt["config"])
     model = build_model(cfg)
     try:

@@ -28,6 +28,8 @@ RETIRED_KEYS = {"train.workers"}
 """Keys that configs and checkpoints of 0.1.0 development builds may hold; read and ignored."""
 PRECISIONS = ("fp32", "bf16")
 TRACKERS = ("ocsort", "bytetrack")
+UNTIL = ("steps", "converged")
+VAL_METRICS = ("auc", "recon")
 
 
 @dataclass
@@ -131,6 +133,41 @@ class TrainConfig:
     compile: bool = False
     """Run the network through ``torch.compile``. Meant for CUDA; on a 2-core CPU it was
     slower (docs/distributed.md). Untested together with sync_batchnorm."""
+    until: str = "steps"
+    """When training ends: ``steps`` (after ``steps`` or ``epochs``, as the reference) or
+    ``converged``: when the validation signal has not improved for ``patience`` validations
+    (the first time, the learning rate drops by ``lr_gamma`` instead, if it has not yet);
+    ``steps``/``epochs`` are then the maximum. Needs ``val_fraction`` > 0."""
+    minutes: float | None = None
+    """Wall-clock budget of the training loop (``--minutes``): training stops at the first
+    step past it and ends cleanly (checkpoint, BatchNorm statistics, threshold, and with
+    validation the best model so far); the learning rate drops at ``lr_drop_at`` of it."""
+    val_fraction: float = 0.0
+    """Fraction of every training video, its last frames, held out of training for the
+    validation signal (ddlvad.validation); 0: no validation."""
+    val_every: int = 50
+    """Validate every N steps (and when training stops)."""
+    val_windows: int = 64
+    """Held-out windows validated (spread evenly over the held-out frames)."""
+    val_metric: str = "auc"
+    """The validation signal that picks the best model and decides convergence: ``auc``
+    (frame scores separate held-out windows from the same windows with a pseudo anomaly of
+    weight ``val_weight``) or ``recon`` (held-out reconstruction error)."""
+    val_weight: float = 0.2
+    """Fixed anomaly weight s of the validation's pseudo anomalies."""
+    patience: int = 4
+    """Validations without an improvement of ``min_improvement`` before the signal counts as
+    levelled off (``until=converged`` stops; ``summary.json`` says ``converged``)."""
+    min_improvement: float = 0.005
+    """Smallest rise of the signal that counts (AUC points as fractions; for ``recon``, of
+    -log(error): 0.005 is 0.5 % lower error)."""
+    ema: float = 0.0
+    """Decay per step of an exponential moving average of the weights (0: off). The average
+    is what is validated, kept as the best model and scored."""
+    warmup_steps: int = 0
+    """Steps over which the learning rate rises linearly from 0 to ``lr``."""
+    clip_grad: float | None = None
+    """Clip the global gradient norm to this value (None: no clipping)."""
 
 
 @dataclass
@@ -278,6 +315,24 @@ class Config:
             raise UserError(f"train.bn_recalibration={t.bn_recalibration}: must be >= 0 (0 turns it off)")
         if t.threads is not None and t.threads < 1:
             raise UserError(f"train.threads={t.threads}: must be >= 1")
+        _choice("train.until", t.until, UNTIL)
+        _choice("train.val_metric", t.val_metric, VAL_METRICS)
+        if not 0 <= t.val_fraction < 0.5:
+            raise UserError(f"train.val_fraction={t.val_fraction}: must be in [0, 0.5)")
+        if t.until == "converged" and t.val_fraction == 0:
+            raise UserError("train.until=converged needs held-out frames: set train.val_fraction (e.g. 0.1)")
+        if t.minutes is not None and not t.minutes > 0:
+            raise UserError(f"train.minutes={t.minutes} (--minutes): must be > 0")
+        if t.val_every < 1 or t.val_windows < 2 or t.patience < 1:
+            raise UserError("train.val_every, train.patience must be >= 1 and train.val_windows >= 2")
+        if not 0 < t.val_weight < 1:
+            raise UserError(f"train.val_weight={t.val_weight}: must be in (0, 1)")
+        if t.min_improvement < 0 or t.warmup_steps < 0:
+            raise UserError("train.min_improvement and train.warmup_steps must be >= 0")
+        if not 0 <= t.ema < 1:
+            raise UserError(f"train.ema={t.ema}: the decay must be in [0, 1) (0 turns it off)")
+        if t.clip_grad is not None and not t.clip_grad > 0:
+            raise UserError(f"train.clip_grad={t.clip_grad}: must be > 0 (or none)")
         if s.patch < 2 or s.patch > min(d.height, d.width):
             raise UserError(f"score.patch={s.patch}: must be between 2 and the frame size")
         if s.batch_size < 1:

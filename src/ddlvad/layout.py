@@ -68,8 +68,8 @@ def probe(cfg: Config, purpose: str, options: list[Layout], device: torch.device
           ) -> dict[Layout, float]:
     """Seconds of one timed step per layout (the fastest of ``rounds`` alternating rounds,
     after one warm-up each): training = forward of a clip and of a noised clip plus backward
-    on a batch of at most 2 windows; scoring = one :class:`ddlvad.score.Scorer` pass over
-    ``min(score.batch_size, 8)`` windows."""
+    on a batch of :func:`probe_batch` windows; scoring = one :class:`ddlvad.score.Scorer` pass
+    over :func:`probe_batch` windows."""
     from .score import Scorer
 
     d = cfg.data
@@ -79,7 +79,7 @@ def probe(cfg: Config, purpose: str, options: list[Layout], device: torch.device
         torch.manual_seed(0)
         models[layout] = apply_layout(build_model(cfg), layout).to(device)
     if purpose == "train":
-        clip = torch.rand(min(cfg.train.batch_size, 2), d.channels, d.frames, d.height, d.width, generator=generator)
+        clip = torch.rand(probe_batch(cfg, purpose), d.channels, d.frames, d.height, d.width, generator=generator)
         clip = clip.to(device)
 
         def step(model):
@@ -88,7 +88,7 @@ def probe(cfg: Config, purpose: str, options: list[Layout], device: torch.device
             loss.backward()
             model.zero_grad(set_to_none=True)
     else:
-        count = min(cfg.score.batch_size, 8) + d.frames - 1
+        count = probe_batch(cfg, purpose) + d.frames - 1
         frames = np.random.default_rng(0).integers(0, 256, (count, d.height, d.width, d.channels), dtype=np.uint8)
 
         def step(model):
@@ -107,14 +107,23 @@ def probe(cfg: Config, purpose: str, options: list[Layout], device: torch.device
     return best
 
 
+def probe_batch(cfg: Config, purpose: str) -> int:
+    """Windows per probe step: the run's batch (layouts rank differently at different batch
+    sizes), capped so that one step costs about what 8 windows of the ``cpu`` preset cost
+    (the ``paper`` size then probes 2 windows, not 10)."""
+    d = cfg.data
+    cap = max(1, (8 * 128 * 192 * 64) // (d.height * d.width * cfg.model.latent * d.channels))
+    return max(1, min(cfg.train.batch_size if purpose == "train" else cfg.score.batch_size, cap))
+
+
 def probe_key(cfg: Config, purpose: str, device: torch.device, options: list[Layout]) -> str:
     """What the probe's answer depends on: the machine, the model's shape, the purpose and the candidates."""
     if purpose not in PURPOSES:
         raise ValueError(f"purpose {purpose!r}: one of {PURPOSES}")
     m, d = cfg.model, cfg.data
-    batch = min(cfg.train.batch_size, 2) if purpose == "train" else min(cfg.score.batch_size, 8)
+    batch = probe_batch(cfg, purpose)
     return json.dumps({
-        "machine": _machine(device), "torch": torch.__version__, "threads": torch.get_num_threads(),
+        "machine": _machine(device), "torch": str(torch.__version__), "threads": torch.get_num_threads(),
         "purpose": purpose, "model": [m.arch, m.latent, m.block], "input": [d.channels, d.frames, d.height, d.width],
         "batch": batch, "candidates": [_name(c) for c in options],
     }, sort_keys=True)

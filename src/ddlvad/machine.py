@@ -30,7 +30,7 @@ def machine_info(device: torch.device | None = None) -> dict:
     unset), ``threads``, ``torch`` and, on CUDA, ``gpu``."""
     info = {"cpu": cpu_name(), "simd": torch.backends.cpu.get_cpu_capability(),
             "onednn_max_isa": os.environ.get("ONEDNN_MAX_CPU_ISA", ""), "threads": torch.get_num_threads(),
-            "torch": torch.__version__}
+            "torch": str(torch.__version__)}
     if (device is None or device.type == "cuda") and torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(device)
     return info

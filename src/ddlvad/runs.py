@@ -11,11 +11,11 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from .checkpoint import CHECKPOINT
+from .checkpoint import BEST, CHECKPOINT
 from .errors import UserError
 from .files import safe_name, writable_dir
 
-RUN_FILES = ("config.yaml", "metrics.jsonl", CHECKPOINT, "summary.json", "snapshots")
+RUN_FILES = ("config.yaml", "metrics.jsonl", CHECKPOINT, BEST, "summary.json", "snapshots", "training.png")
 """What training writes into a run folder (``--force`` removes these, and ``eval/``)."""
 SCENE_RUN = "scene-{}"
 """Folder of one scene's run inside a per-scene folder."""
@@ -68,3 +68,15 @@ def is_scene_folder(path: str | Path) -> bool:
     """True for a folder of per-scene runs (``scene-*/checkpoint.pt``) that is no run itself."""
     path = Path(path)
     return path.is_dir() and not (path / CHECKPOINT).exists() and bool(scene_runs(path))
+
+
+def convergence_warning(info: dict, run: str | Path) -> str | None:
+    """One line when a run's ``summary.json`` (or kept model) says ``converged: false``: training
+    ended by its step or time budget while the validation signal was still rising."""
+    if info.get("converged") is not False:
+        return None
+    step = info.get("steps", info.get("trained_steps", info.get("step")))
+    best = info.get("kept_step", (info.get("validation") or {}).get("best_step"))
+    return (f"warning: training ended by its {info.get('stopped') or 'budget'} at step {step} before its validation "
+            f"signal levelled off (best at step {best}): the model may be undertrained; continue it with "
+            f"`ddlvad train --resume --out {run_dir_of(run)} --steps N` (or --minutes M)")

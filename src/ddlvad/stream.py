@@ -135,6 +135,8 @@ class AnomalyDetector:
         self.threshold = None if threshold is None else float(threshold)
         self.threshold_origin: str | None = None if threshold is None else "given"
         """Where the threshold came from: ``run`` (stored by training), ``given``, or None."""
+        self.info: dict = {}
+        """What the run says about its training (``step``, ``stopped``, ``converged``), when loaded."""
 
     @classmethod
     def load(cls, run: str | Path, threshold: float | None = None, batch_size: int | None = None
@@ -149,6 +151,7 @@ class AnomalyDetector:
         apply_layout(model, choose_layout(cfg, "score"))
         stored = (ckpt.get("threshold") or {}).get("value")
         detector = cls(model, cfg, stored if threshold is None else threshold, batch_size)
+        detector.info = {k: ckpt.get(k) for k in ("step", "trained_steps", "stopped", "converged", "kept_step")}
         if threshold is None and stored is not None:
             detector.threshold_origin = "run"
         return detector

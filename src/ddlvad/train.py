@@ -1,5 +1,11 @@
 """The training loop: data -> pseudo anomaly -> model -> loss -> step -> checkpoint.
 
+With ``train.val_fraction`` > 0 the last frames of every training video are held out and the
+run is validated every ``train.val_every`` steps (:mod:`ddlvad.validation`); the best model by
+the signal is kept as ``best.pt`` beside ``checkpoint.pt`` (the state to resume from), and
+``train.until=converged`` / ``train.minutes`` end training when the signal levels off or the
+time is up. ``best.pt``, when it exists, is the model that scoring uses.
+
 Every random choice is a pure function of ``(train.seed, step)`` or ``(train.seed, epoch)``
 (window order, masks, noise), so a run resumed from a checkpoint draws exactly what the
 uninterrupted run would have drawn.
@@ -18,44 +24,35 @@ import math
 import signal
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
-from torch.optim.swa_utils import update_bn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn, update_bn
 from tqdm import tqdm
 
 from . import __version__, distributed
-from .checkpoint import CHECKPOINT, load_checkpoint, save_atomic
+from .checkpoint import BEST, CHECKPOINT, load_checkpoint, save_atomic
 from .config import Config
-from .data.clips import WindowIndex, epoch_order, gather_clips
-from .data.tracks import VideoTracks
+from .data.clips import TrainingData, WindowIndex, epoch_order, gather_clips
 from .errors import UserError
 from .files import atomic_write
 from .layout import choose as choose_layout
 from .loss import ddl_loss
+from .machine import machine_info
 from .models import Layout, apply_layout, build_model
 from .pseudo_anomaly import PseudoAnomaly, PseudoAnomalyGenerator, window_rngs
 from .score import Scorer
+from .validation import Plateau, Validator, hold_out, signal_value
 
-FREE_ON_RESUME = {"train.steps", "train.epochs", "train.threads", "train.log_every", "train.checkpoint_every",
-                  "train.snapshot_every", "data.cache_dir"}
+FREE_ON_RESUME = {"train.steps", "train.epochs", "train.minutes", "train.threads", "train.log_every",
+                  "train.checkpoint_every", "train.snapshot_every", "data.cache_dir"}
 """Settings that may change when a run is resumed (they do not change what is computed)."""
 
 
 class TrainingInterrupted(Exception):
     """Ctrl-C / SIGTERM during training; the checkpoint was written first."""
-
-
-@dataclass
-class TrainingData:
-    """Cached uint8 frames ``(N, H, W, C)`` of the training videos and their tracks."""
-
-    frames: Sequence[np.ndarray]
-    tracks: Sequence[VideoTracks | None]
-    video_ids: Sequence[str]
 
 
 class DDLNet(nn.Module):
@@ -94,6 +91,14 @@ class Trainer:
         t = cfg.train
         if t.threads:
             torch.set_num_threads(t.threads)
+        self.validator: Validator | None = None
+        if t.val_fraction:
+            data, held = hold_out(data, t.val_fraction, cfg.data.frames)
+            if not held.frames:
+                raise UserError(f"train.val_fraction={t.val_fraction}: no training video is long enough to hold "
+                                f"out its last frames; set train.val_fraction=0 (and train.until=steps)")
+            self.validator = Validator(cfg, held)
+            self.data = data
         self.index = WindowIndex([len(f) for f in data.frames], cfg.data.frames)
         if len(self.index) == 0:
             raise UserError(f"no training windows: every training video is shorter than "
@@ -112,6 +117,9 @@ class Trainer:
         self.model = build_model(cfg, self.layout).to(self.device)
         self.generator = PseudoAnomalyGenerator(cfg, data.tracks, self.index).to(self.device)
         self.weight = self.generator.weight
+        # the moving average of the weights (before sync BatchNorm: its copy keeps plain BatchNorm)
+        self.average = (AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(t.ema), use_buffers=True)
+                        if t.ema else None)
         if t.sync_batchnorm:
             self.model = distributed.sync_batchnorm(self.model)
         groups = [{"params": self.model.parameters(), "lr": t.lr}]
@@ -121,6 +129,9 @@ class Trainer:
         self.optimizer = torch.optim.Adam(groups)
         self.base_lrs = [g["lr"] for g in groups]
         self.lr_dropped_at: int | None = None
+        self.plateau = Plateau(t.patience, t.min_improvement)
+        self.stopped: str | None = None
+        self.validated_at: int | None = None
         self.step = 0
         self.skipped = 0
         self.elapsed = 0.0
@@ -151,11 +162,14 @@ class Trainer:
         new length."""
         t = self.cfg.train
         drop = max(1, int(round(t.lr_drop_at * self.total_steps)))
+        if self.lr_dropped_at is None and t.minutes is not None and self.elapsed >= t.lr_drop_at * t.minutes * 60:
+            self.lr_dropped_at = step  # a time budget: the drop at lr_drop_at of the time
         if self.lr_dropped_at is not None:
             drop = min(drop, self.lr_dropped_at)
         elif step >= drop:
             self.lr_dropped_at = drop
-        return t.lr_gamma if step >= drop else 1.0
+        warm = min(1.0, (step + 1) / t.warmup_steps) if t.warmup_steps else 1.0
+        return warm * (t.lr_gamma if step >= drop else 1.0)
 
     def rank_positions(self, n: int) -> range:
         """This rank's contiguous slice of a global batch of ``n`` windows (all of it in one process)."""
@@ -204,8 +218,17 @@ class Trainer:
             loss = loss * (share * self.world)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if cfg.train.clip_grad:
+            torch.nn.utils.clip_grad_norm_(self.net.parameters(), cfg.train.clip_grad)
         self.optimizer.step()
+        if self.average is not None:
+            self.average.update_parameters(self.model)
         return values
+
+    @property
+    def kept(self) -> nn.Module:
+        """The network that is validated, kept and scored: the moving average when ``train.ema``."""
+        return self.average.module if self.average is not None else self.model
 
     # ------------------------------------------------------------------ state
     def state(self) -> dict:
@@ -218,6 +241,9 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "lr_dropped_at": self.lr_dropped_at,
             "layout": {"channels_last": self.layout.channels_last, "fold": self.layout.fold},
+            "average": None if self.average is None else self.average.state_dict(),
+            "plateau": self.plateau.state(),
+            "validated_at": self.validated_at,
             "step": self.step,
             "skipped": self.skipped,
             "elapsed": self.elapsed,
@@ -237,19 +263,70 @@ class Trainer:
         """Weights only (loadable like a checkpoint): ``RUN/snapshots/step_NNNNNN.pt``, with
         the BatchNorm statistics that training would end with if it stopped here (training
         itself continues with its own)."""
-        kept = [b.clone() for b in self.model.buffers()] if self.cfg.train.bn_recalibration else []
-        self.recalibrate_batchnorm()  # every rank (sync BN all-reduces in forward)
-        state = {k: v for k, v in self.state().items() if k != "optimizer"}
-        if kept:  # the snapshot keeps the re-estimated statistics; training goes on with its own
-            state["model"] = {k: v.clone() for k, v in state["model"].items()}
-            with torch.no_grad():
-                for buffer, value in zip(self.model.buffers(), kept):
-                    buffer.copy_(value)
+        with self.recalibrated(self.kept, self.cfg.train.bn_recalibration):  # every rank (sync BN)
+            state = {k: v for k, v in self.state().items() if k not in ("optimizer", "average")}
+            state["model"] = {k: v.clone() for k, v in self.kept.state_dict().items()}
         if self.rank != 0:
             return
         folder = self.run_dir / "snapshots"
         folder.mkdir(exist_ok=True)
         save_atomic(state, folder / f"step_{self.step:06d}.pt")
+
+    @contextlib.contextmanager
+    def recalibrated(self, model: nn.Module, count: int):
+        """Within the block, ``model``'s BatchNorm statistics are re-estimated on ``count`` normal
+        training windows (:func:`recalibrate_batchnorm`); afterwards training's own come back."""
+        kept = [b.clone() for b in model.buffers()] if count else []
+        if count:
+            t = self.cfg.train
+            recalibrate_batchnorm(model, self.data.frames, self.index, count, t.batch_size, t.seed, self.device)
+        try:
+            yield model
+        finally:
+            with torch.no_grad():
+                for buffer, value in zip(model.buffers(), kept):
+                    buffer.copy_(value)
+
+    # ------------------------------------------------------------------ validation
+    def validate(self, log) -> dict:
+        """The validation signal of the kept network now (every rank computes it, rank 0's
+        counts); a new best is written to ``best.pt``. Returns the metrics row."""
+        t = self.cfg.train
+        with self.recalibrated(self.kept, min(t.bn_recalibration, 2 * t.val_windows)) as model:
+            values = distributed.broadcast(self.validator(model))
+            signal = signal_value(values, t.val_metric)
+            best = self.plateau.update(signal, self.step)
+            if best and self.rank == 0:
+                self.save_best(model, {"validation": values})
+        self.validated_at = self.step
+        row = {"step": self.step, **values, "signal": signal, "best": best, "stale": self.plateau.stale}
+        if log is not None:
+            log.write(json.dumps(row) + "\n")
+            log.flush()
+        return row
+
+    def save_best(self, model: nn.Module, extra: dict) -> None:
+        """``best.pt``: ``model``'s weights and BatchNorm statistics as they are now, loadable
+        like a checkpoint (no optimiser state)."""
+        state = {k: v for k, v in self.state().items() if k not in ("optimizer", "average", "torch_rng")}
+        state["model"] = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        save_atomic({**state, **extra}, self.run_dir / BEST)
+
+    def stop_reason(self) -> str | None:
+        """Why training ends after this step (None: it goes on). A first plateau of the signal
+        under ``until=converged`` drops the learning rate instead, if it has not dropped yet."""
+        t = self.cfg.train
+        if self.step >= self.total_steps:
+            return "steps"
+        if t.minutes is not None and self.elapsed >= t.minutes * 60:
+            return "minutes"
+        if t.until == "converged" and self.plateau.levelled:
+            if self.lr_dropped_at is None:
+                self.lr_dropped_at = self.step
+                self.plateau.restart()
+                return None
+            return "converged"
+        return None
 
     def load_state(self, ckpt: dict) -> None:
         differ = {k: v for k, v in Config.from_dict(ckpt["config"]).diff(self.cfg).items()
@@ -261,6 +338,8 @@ class Trainer:
         if "layout" in ckpt and Layout(**ckpt["layout"]) != self.layout:  # resume exactly as the run began
             self.layout = Layout(**ckpt["layout"])
             apply_layout(self.model, self.layout)
+            if self.average is not None:
+                apply_layout(self.average.module, self.layout)
         try:
             self.model.load_state_dict(ckpt["model"])
         except RuntimeError:
@@ -271,6 +350,11 @@ class Trainer:
         self.lr_dropped_at = ckpt.get("lr_dropped_at")
         if self.lr_dropped_at is None and "scheduler" in ckpt and self.step >= ckpt["scheduler"].get("step_size", 1e18):
             self.lr_dropped_at = int(ckpt["scheduler"]["step_size"])  # a checkpoint of 0.1.0's StepLR
+        if self.average is not None and ckpt.get("average") is not None:
+            self.average.load_state_dict(ckpt["average"])
+        if ckpt.get("plateau"):
+            self.plateau = Plateau(**ckpt["plateau"])
+        self.validated_at = ckpt.get("validated_at")
         self.step = int(ckpt["step"])
         self.skipped = int(ckpt.get("skipped", 0))
         self.elapsed = float(ckpt.get("elapsed", 0.0))
@@ -278,7 +362,10 @@ class Trainer:
 
     # ------------------------------------------------------------------ loop
     def run(self, resume: bool = False) -> dict:
+        """Train until the step budget, the time budget or convergence (``train.until``), then
+        finish: BatchNorm statistics, threshold, ``checkpoint.pt`` (and ``best.pt``), summary."""
         cfg = self.cfg
+        t = cfg.train
         main = self.rank == 0
         metrics_path = self.run_dir / "metrics.jsonl"
         if resume:
@@ -294,13 +381,17 @@ class Trainer:
         t0 = time.perf_counter() - self.elapsed
         try:
             with (open(metrics_path, "a") if main else contextlib.nullcontext()) as log, interrupted:
-                while self.step < self.total_steps:
+                self.stopped = self.stop_reason()
+                while self.stopped is None:
                     parts = self.train_step(self.step)
                     self.step += 1
                     self.elapsed = time.perf_counter() - t0
+                    if self.world > 1:  # one clock and one Ctrl-C for all: rank 0's time, anyone's signal
+                        hit, elapsed = distributed.all_sum([interrupted.hit, self.elapsed if main else 0.0])
+                        interrupted.hit, self.elapsed = hit > 0, elapsed
                     if parts is None:
                         self.skipped += 1
-                    if main and (self.step % cfg.train.log_every == 0 or self.step == self.total_steps):
+                    if main and (self.step % t.log_every == 0 or self.step == self.total_steps):
                         row = {"step": self.step, "epoch": (self.step - 1) // self.batches_per_epoch,
                                **(parts or {"skipped": 1}), "weight": self.weight().item(),
                                "lr": self.optimizer.param_groups[0]["lr"], "seconds": round(self.elapsed, 3)}
@@ -309,45 +400,76 @@ class Trainer:
                         bar.set_postfix({k: f"{v:.4g}" for k, v in row.items()
                                          if k in ("loss", "recon", "dist", "weight")})
                     bar.update(1)
+                    if self.validator is not None and self.step % t.val_every == 0:
+                        self.validate(log)
+                    self.stopped = self.stop_reason()
+                    if self.stopped and self.validator is not None and self.validated_at != self.step:
+                        self.validate(log)  # the best model is judged up to the last step
+                        self.stopped = self.stop_reason() or self.stopped
                     epoch_end = self.step % self.batches_per_epoch == 0
-                    if self.step % cfg.train.checkpoint_every == 0 or epoch_end:
+                    if self.step % t.checkpoint_every == 0 or epoch_end or self.stopped:
                         self.save_checkpoint()
-                    if cfg.train.snapshot_every and self.step % cfg.train.snapshot_every == 0:
+                    if t.snapshot_every and self.step % t.snapshot_every == 0:
                         self.save_snapshot()
-                    if self.world > 1:  # a signal reaches the ranks at different steps: stop together
-                        interrupted.hit = distributed.all_sum([interrupted.hit])[0] > 0
                     if interrupted.hit:
                         self.save_checkpoint()
                         raise TrainingInterrupted(
                             f"interrupted at step {self.step}; checkpoint saved: resume with --resume")
         finally:
             bar.close()
-        self.recalibrate_batchnorm()  # on every rank, same windows (sync BN all-reduces in forward)
-        distributed.broadcast_buffers(self.model)  # plain BN: every rank ends with rank 0's statistics
-        threshold = distributed.run_on_main(self.calibrate_threshold)
+        return self.finish()
+
+    def finish(self) -> dict:
+        """The model to keep (the best by the validation signal, else the moving average, else
+        the last weights) gets its BatchNorm statistics re-estimated and a threshold; without
+        validation or averaging it is written into ``checkpoint.pt`` as before, else into
+        ``best.pt`` (``checkpoint.pt`` keeps the state to resume from)."""
+        t = self.cfg.train
+        main = self.rank == 0
+        separate = self.validator is not None or self.average is not None
+        if separate:
+            self.save_checkpoint()  # the state to resume from, before the kept network changes
+            if self.validator is not None and (self.run_dir / BEST).is_file():
+                best = distributed.run_on_main(load_checkpoint, self.run_dir / BEST)
+                self.kept.load_state_dict(best["model"])
+        final = self.kept
+        recalibrate_batchnorm(final, self.data.frames, self.index, t.bn_recalibration, t.batch_size, t.seed,
+                              self.device)  # on every rank, same windows (sync BN all-reduces in forward)
+        distributed.broadcast_buffers(final)  # plain BN: every rank ends with rank 0's statistics
+        threshold = distributed.run_on_main(self.calibrate_threshold, final)
+        converged = None if self.validator is None else (self.stopped == "converged" or self.plateau.levelled)
         summary = {
             "steps": self.step, "skipped_batches": self.skipped,
             "epochs": self.step / self.batches_per_epoch, "minutes": round(self.elapsed / 60, 3),
+            "stopped": self.stopped, "converged": converged,
             "anomaly_weight": self.weight().item(), "threshold": threshold,
             "training_windows": len(self.index), "processes": self.world, "version": __version__,
+            "machine": machine_info(self.device),
         }
-        self.save_checkpoint({"threshold": threshold})
+        if self.validator is not None:
+            summary["validation"] = {
+                "fraction": t.val_fraction, "windows": len(self.validator), "metric": t.val_metric,
+                "frames": int(sum(len(f) for f in self.validator.held.frames)),
+                "best_step": self.plateau.best_step, "best_signal": self.plateau.best}
+        extra = {"threshold": threshold, "stopped": self.stopped, "converged": converged}
+        if separate:
+            if main:
+                kept = self.plateau.best_step if self.validator is not None else self.step
+                self.save_best(final, {**extra, "step": kept, "kept_step": kept, "trained_steps": self.step})
+                summary["model_file"] = BEST
+        else:
+            self.save_checkpoint(extra)
+            summary["model_file"] = CHECKPOINT
         if main:
             atomic_write(self.run_dir / "summary.json", json.dumps(summary, indent=2))
         return summary
 
-    def recalibrate_batchnorm(self) -> None:
-        """:func:`recalibrate_batchnorm` of the network with ``train.bn_recalibration`` windows."""
-        t = self.cfg.train
-        recalibrate_batchnorm(self.model, self.data.frames, self.index, t.bn_recalibration, t.batch_size, t.seed,
-                              self.device)
-
-    def calibrate_threshold(self, max_frames: int = 600) -> dict:
-        """Score up to ``max_frames`` normal training frames; the configured percentile of
-        their scores is the detection threshold stored with the model."""
+    def calibrate_threshold(self, model: nn.Module, max_frames: int = 600) -> dict:
+        """Score up to ``max_frames`` normal training frames with ``model``; the configured
+        percentile of their scores is the detection threshold stored with it."""
         sc = self.cfg.score
         per_video = max(self.cfg.data.frames + 1, max_frames // max(len(self.data.frames), 1))
-        scorer = Scorer(self.model, sc)
+        scorer = Scorer(model, sc)
         scores = [scorer.score_video(np.asarray(frames[:per_video])) for frames in self.data.frames]
         values = np.concatenate([s[np.isfinite(s)] for s in scores]) if scores else np.zeros(0)
         if values.size == 0:

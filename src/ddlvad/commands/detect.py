@@ -19,7 +19,7 @@ from ..data.video import VideoSource
 from ..errors import UserError
 from ..files import atomic_write, writable_dir
 from ..overlay import OverlayRenderer
-from ..runs import detection_dir
+from ..runs import convergence_warning, detection_dir
 from ..stream import AnomalyDetector, Event, EventTracker
 from . import Log, to_stderr
 
@@ -46,6 +46,9 @@ def detect(run: str | Path, source: str | int | Path, out: str | Path | None = N
     if threshold is not None and not np.isfinite(threshold):
         raise UserError(f"--threshold {threshold}: give a finite frame score")
     detector = AnomalyDetector.load(run, threshold, batch_size)
+    warning = convergence_warning(detector.info, run)
+    if warning:
+        log(warning)
     if detector.threshold is None:
         raise UserError(f"the run {run} stores no detection threshold: pass --threshold X (a frame score, "
                         f"e.g. the largest score of a normal video in `ddlvad evaluate`'s scores.csv)")
@@ -57,7 +60,7 @@ def detect(run: str | Path, source: str | int | Path, out: str | Path | None = N
             "threshold": detector.threshold, "threshold_origin": detector.threshold_origin,
             "run": str(run), "model": {"frames": d.frames, "size": [d.height, d.width], "channels": d.channels},
             "rules": dataclasses.asdict(rules), "frames": 0, "frames_scored": 0, "complete": False,
-            "stopped": None, "events": [],
+            "stopped": None, "events": [], "training_converged": detector.info.get("converged"),
         }
         events = _Events(out / "events.json", report, say)
         with open(out / "scores.csv", "w", newline="", buffering=1) as table:  # line-buffered: valid while running

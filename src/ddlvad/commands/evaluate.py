@@ -9,7 +9,7 @@ import numpy as np
 from tqdm import tqdm
 
 from .. import distributed
-from ..checkpoint import load_model
+from ..checkpoint import load_model, model_file
 from ..config import Config
 from ..data.frames import FrameSpec, FrameStore
 from ..data.layouts import DatasetIndex, VideoRecord, index_dataset
@@ -19,7 +19,7 @@ from ..evaluate import get_protocol
 from ..layout import choose as choose_layout
 from ..models import apply_layout
 from ..report import write_evaluation
-from ..runs import evaluation_dir
+from ..runs import convergence_warning, evaluation_dir
 from ..score import Scorer
 from . import Log, silent, to_stderr
 
@@ -69,6 +69,9 @@ def evaluate(run: str | Path, root: str | Path, *, dataset: str | None = None, s
     if not distributed.is_main():
         log, progress = silent, False
     model, cfg, ckpt = load_model(run)
+    warning = convergence_warning(ckpt, run)
+    if warning:
+        log(warning)
     apply_layout(model, distributed.run_on_main(choose_layout, cfg, "score", distributed.device()))
     model.to(distributed.device())
     for key, value in (("dataset", dataset), ("scene", scene), ("cache_dir", cache_dir)):
@@ -91,6 +94,7 @@ def evaluate(run: str | Path, root: str | Path, *, dataset: str | None = None, s
         "scoring_seconds": round(seconds, 2),
         "scoring_fps": round(sum(len(a) for a in scores.values()) / max(seconds, 1e-9), 1),
         "processes": distributed.world_size() if distributed.is_active() else 1,
+        "converged": ckpt.get("converged"), "model_file": str(model_file(run)),
     })
     if not report.get("labels_available"):
         log("note: the test split has no labels; scores are written but no AUC can be computed")

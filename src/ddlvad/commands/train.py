@@ -9,7 +9,7 @@ from ..config import Config
 from ..data.frames import FrameSpec, FrameStore
 from ..data.layouts import index_dataset
 from ..objects.dataset import training_tracks
-from ..runs import prepare_run_dir
+from ..runs import convergence_warning, prepare_run_dir
 from ..train import Trainer, TrainingData, check_global_batch
 from . import Log, silent, to_stderr
 
@@ -38,6 +38,11 @@ def train(cfg: Config, root: str | Path, out: str | Path, *, resume: bool = Fals
     log(f"training {cfg.model.arch} ({cfg.ddl.mode}) on {len(trainer.index)} windows of "
         f"{len(store)} videos for {trainer.total_steps} steps{where} -> {out}")
     summary = trainer.run(resume=resume)
-    log(f"done: {summary['steps']} steps in {summary['minutes']:.1f} min, anomaly weight "
+    why = {"steps": "its step budget", "minutes": "its time budget", "converged": "convergence"}.get(
+        summary["stopped"], summary["stopped"])
+    log(f"done: {summary['steps']} steps in {summary['minutes']:.1f} min (stopped by {why}), anomaly weight "
         f"{summary['anomaly_weight']:.3f}")
+    warning = convergence_warning(summary, out)
+    if warning:
+        log(warning)
     return summary

@@ -9,9 +9,22 @@ O(N) in the number of frames (the reference code's ``list.index`` made it O(N^2)
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
+
+from .tracks import VideoTracks
+
+
+@dataclass
+class TrainingData:
+    """Cached uint8 frames ``(N, H, W, C)`` of the training videos and their tracks (None: a
+    video without objects)."""
+
+    frames: Sequence[np.ndarray]
+    tracks: Sequence[VideoTracks | None]
+    video_ids: Sequence[str]
 
 
 class WindowIndex:

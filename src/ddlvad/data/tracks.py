@@ -60,6 +60,12 @@ class VideoTracks:
         """(len(frames), 4) normalised boxes of ``track`` in ``frames`` (must be present)."""
         return np.stack([self._by_frame[f][track] for f in frames])
 
+    def part(self, start: int, stop: int) -> VideoTracks:
+        """The tracks of frames ``start .. stop - 1``, renumbered from 0."""
+        rows = self.rows[(self.rows[:, 0] >= start) & (self.rows[:, 0] < stop)].copy()
+        rows[:, 0] -= start
+        return VideoTracks(stop - start, rows)
+
     def __len__(self) -> int:
         return len(self.rows)
 

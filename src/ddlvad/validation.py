@@ -1,0 +1,150 @@
+"""Knowing when training is done without test labels: held-out normal windows, a validation
+signal measured on them, and the rule that stops training when the signal levels off.
+
+- :func:`hold_out` keeps the last ``train.val_fraction`` of every training video out of
+  training (a contiguous tail, so that no held-out frame sits next to a training frame).
+- :class:`Validator` measures, on the held-out windows, in eval mode: ``val_recon``, the mean
+  reconstruction error of the clean windows (Eq. 4), and ``val_auc``, how well the frame
+  score separates each clean window from the same window with a pseudo anomaly of fixed
+  weight ``train.val_weight`` in the box of one of its tracked objects (a random box where
+  the window has none). Masks and noise are drawn once from the seed, so every validation
+  sees the same pseudo anomalies. ``train.val_metric`` names the one that decides.
+- :class:`Plateau` says when the signal has not improved by ``train.min_improvement`` for
+  ``train.patience`` validations.
+
+How well each signal predicts the test AUC was measured (bench/RESULTS.md, "Validation
+signal"); docs/method.md §9 says which is the default and why.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+from sklearn.metrics import roc_auc_score
+from torch import nn
+
+from .config import Config
+from .data.clips import TrainingData, WindowIndex, gather_clips
+from .loss import pixel_error
+from .pseudo_anomaly import blend, object_masks, random_masks, uniform_noise
+from .score import frame_scores
+
+
+def hold_out(data: TrainingData, fraction: float, window: int) -> tuple[TrainingData, TrainingData]:
+    """Split every video into its first frames (training) and its last ``round(fraction * N)``
+    frames (held out). A video keeps all its frames for training when either part would be
+    shorter than ``window + 1`` frames; ``fraction`` 0 holds nothing out."""
+    train, held = TrainingData([], [], []), TrainingData([], [], [])
+    for frames, tracks, vid in zip(data.frames, data.tracks, data.video_ids):
+        n = len(frames)
+        tail = int(round(fraction * n))
+        if tail <= window or n - tail <= window:
+            train.frames.append(frames)
+            train.tracks.append(tracks)
+            train.video_ids.append(vid)
+            continue
+        cut = n - tail
+        train.frames.append(frames[:cut])
+        train.tracks.append(None if tracks is None else tracks.part(0, cut))
+        train.video_ids.append(vid)
+        held.frames.append(frames[cut:])
+        held.tracks.append(None if tracks is None else tracks.part(cut, n))
+        held.video_ids.append(vid)
+    return train, held
+
+
+class Validator:
+    """The validation signal of a model on held-out windows (see the module doc).
+
+    At most ``train.val_windows`` windows, spread evenly over the held-out frames; scored in
+    batches of ``score.batch_size``.
+    """
+
+    def __init__(self, cfg: Config, held: TrainingData):
+        t, d = cfg.train, cfg.data
+        self.cfg = cfg
+        self.held = held
+        self.index = WindowIndex([len(f) for f in held.frames], d.frames)
+        count = min(t.val_windows, len(self.index))
+        self.windows = np.unique(np.linspace(0, len(self.index) - 1, count).round().astype(np.int64))
+        rngs = [np.random.default_rng([t.seed, 2, int(w)]) for w in self.windows]
+        masks = object_masks(held.tracks, self.index, self.windows, d.height, d.width, rngs)
+        empty = masks.flatten(1).sum(1) == 0
+        if empty.any():  # a window without a tracked object: a random box
+            masks[empty] = random_masks(d.frames, d.height, d.width, [r for r, e in zip(rngs, empty) if e])
+        self.masks = masks.bool()                                                  # (n, 1, T, H, W)
+        self.noise = uniform_noise((len(self.windows), d.channels, d.frames, d.height, d.width), rngs)
+
+    def __len__(self) -> int:
+        return len(self.windows)
+
+    @torch.inference_mode()
+    def __call__(self, model: nn.Module) -> dict[str, float]:
+        """``val_recon`` and ``val_auc`` of ``model`` (put in eval mode, then back)."""
+        was_training = model.training
+        model.eval()
+        device = next(model.parameters()).device
+        t = self.cfg.data.frames // 2
+        weight = torch.tensor(self.cfg.train.val_weight)
+        clean, noised, errors = [], [], []
+        step = self.cfg.score.batch_size
+        for i in range(0, len(self.windows), step):
+            part = slice(i, i + step)
+            clip = gather_clips(self.held.frames, self.index, self.windows[part])          # (b, C, T, H, W)
+            anomalous = blend(clip, self.masks[part].float(), weight, self.noise[part])    # Eqs. 1-2
+            error = pixel_error(clip[:, :, t], model(clip.to(device)).cpu())               # (b, H, W)
+            error_a = pixel_error(anomalous[:, :, t], model(anomalous.to(device)).cpu())
+            errors.append(error.mean((1, 2)))
+            clean.append(frame_scores(error, self.cfg.score))
+            noised.append(frame_scores(error_a, self.cfg.score))
+        model.train(was_training)
+        c, a = torch.cat(clean).numpy(), torch.cat(noised).numpy()
+        labels = np.r_[np.zeros(len(c)), np.ones(len(a))]
+        return {"val_recon": float(torch.cat(errors).mean()), "val_auc": float(roc_auc_score(labels, np.r_[c, a]))}
+
+
+def signal_value(values: dict[str, float], metric: str) -> float:
+    """The number :class:`Plateau` maximises: ``val_auc``, or ``-log(val_recon)`` (so that a
+    ``min_improvement`` of 0.01 is a 1 % lower error)."""
+    if metric == "auc":
+        return values["val_auc"]
+    return -math.log(max(values["val_recon"], 1e-12))
+
+
+@dataclass
+class Plateau:
+    """Patience on a signal to maximise. :meth:`update` returns True for a new best value;
+    :attr:`stale` counts the validations since the signal last rose by more than
+    ``min_improvement`` above the level of the previous such rise."""
+
+    patience: int
+    min_improvement: float
+    best: float | None = None
+    best_step: int | None = None
+    level: float | None = None
+    stale: int = 0
+
+    def update(self, value: float, step: int) -> bool:
+        if self.level is None or value > self.level + self.min_improvement:
+            self.level, self.stale = value, 0
+        else:
+            self.stale += 1
+        if self.best is None or value > self.best:
+            self.best, self.best_step = value, step
+            return True
+        return False
+
+    def restart(self) -> None:
+        """Count patience afresh (after the learning rate dropped)."""
+        self.stale = 0
+
+    @property
+    def levelled(self) -> bool:
+        """The signal has not improved for ``patience`` validations."""
+        return self.best is not None and self.stale >= self.patience
+
+    def state(self) -> dict:
+        return asdict(self)

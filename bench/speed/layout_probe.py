@@ -2,10 +2,11 @@
 
 For every preset of ``--presets``, times each candidate convolution layout
 (:data:`ddlvad.layout.CANDIDATES`: NCHW with the folded projection, NHWC with and without
-it) with :func:`ddlvad.layout.probe` for ``train`` (forward + backward on a batch of at most
-2 windows) and ``score`` (one scoring pass over at most 8 windows), and prints the seconds
-per layout beside the layout :func:`ddlvad.layout.choose` picks for that preset (it probes
-again, only among the layouts the preset leaves open: ``tiny`` fixes NCHW + fold, so
+it) with :func:`ddlvad.layout.probe` for ``train`` (forward + backward) and ``score`` (one scoring pass), on :func:`ddlvad.layout.probe_batch`
+windows, and prints the seconds
+per layout, the fastest of them, and the layout :func:`ddlvad.layout.choose` picks for that
+preset in a second probe (a different answer there means a near tie; it probes only among
+the layouts the preset leaves open: ``tiny`` fixes NCHW + fold, so
 nothing is probed for it). ``choose`` runs with an empty temporary cache, so the answer is
 this run's, not one cached earlier, and the user's cache is not written. Asserts nothing.
 
@@ -38,7 +39,8 @@ def main() -> None:
     print(f"machine: {machine()}")
     print(f"device {device}; seconds of one probe step per layout (fastest of {args.rounds} rounds)")
     names = [layout_name(c) for c in CANDIDATES]
-    print(f"{'preset':7} {'purpose':7} {'size':>11} " + " ".join(f"{n:>13}" for n in names) + "  choose")
+    print(f"{'preset':7} {'purpose':7} {'size':>11} " + " ".join(f"{n:>13}" for n in names)
+          + "  fastest        second probe")
     for preset in args.presets.split(","):
         cfg = Config.preset(preset)
         d, m = cfg.data, cfg.model
@@ -49,7 +51,8 @@ def main() -> None:
                 picked = choose(cfg, purpose, device, cache_dir=cache, rounds=args.rounds)
             print(f"{preset:7} {purpose:7} {f'{d.height}x{d.width}x{d.channels}':>11} "
                   + " ".join(f"{seconds[c]:>13.4f}" for c in CANDIDATES)
-                  + f"  {layout_name(picked)}{' (fixed by the preset)' if fixed else ''}", flush=True)
+                  + f"  {layout_name(min(CANDIDATES, key=seconds.get)):14} {layout_name(picked)}"
+                  + f"{' (fixed by the preset)' if fixed else ''}", flush=True)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .config import ARCHS, MASK_SOURCES, MODES, PRESETS, TRACKERS, Config, EventRules
+from .config import ARCHS, MASK_SOURCES, MODES, PRESETS, TRACKERS, UNTIL, Config, EventRules
 from .errors import UserError
 
 EXAMPLES = """examples:
@@ -78,7 +78,12 @@ FLAGS: dict[str, Flag] = {
                  "ddl.mode"),
     "model": Flag({"choices": ARCHS, "help": "c3dsu or unet (unet implies --frames 1)"}, "model.arch"),
     "epochs": Flag({"type": int}, "train.epochs"),
-    "steps": Flag({"type": int, "help": "total optimiser steps (replaces --epochs)"}, "train.steps"),
+    "steps": Flag({"type": int, "help": "total optimiser steps (replaces --epochs; with --until converged: the most)"},
+                  "train.steps"),
+    "until": Flag({"choices": UNTIL, "help": "steps: train the step/epoch budget; converged: stop when the validation "
+                                             "signal levels off (needs train.val_fraction > 0)"}, "train.until"),
+    "minutes": Flag({"type": float, "help": "wall-clock budget of training; ends cleanly at the best model so far"},
+                    "train.minutes"),
     "batch-size": Flag({"type": int}, "train.batch_size"),
     "lr": Flag({"type": float}, "train.lr"),
     "frames": Flag({"type": int, "help": "window length T (odd)"}, "data.frames"),
@@ -127,7 +132,8 @@ FLAGS: dict[str, Flag] = {
     "json": Flag({"action": "store_true", "help": "print JSON"}),
 }
 POSITIONAL = {"root", "source"}
-CONFIG_FLAGS = ("preset", "config", "set", "mode", "model", "epochs", "steps", "batch-size", "lr", "frames", "seed",
+CONFIG_FLAGS = ("preset", "config", "set", "mode", "model", "epochs", "steps", "until", "minutes", "batch-size", "lr",
+                "frames", "seed",
                 "dataset", "scene", "cache-dir", "masks")
 OBJECT_FLAGS = ("object-detector", "tracker", "classes", "score-threshold")
 

@@ -2,9 +2,8 @@
 
 For every preset of ``--presets``, times each candidate convolution layout
 (:data:`ddlvad.layout.CANDIDATES`: NCHW with the folded projection, NHWC with and without
-it) with :func:`ddlvad.layout.probe` for ``train`` (forward + backward) and ``score`` (one scoring pass), on :func:`ddlvad.layout.probe_batch`
-windows, and prints the seconds
-per layout, the fastest of them, and the layout :func:`ddlvad.layout.choose` picks for that
+it) with :func:`ddlvad.layout.probe` for ``train`` (forward + backward) and ``score`` (one
+scoring pass), on :func:`ddlvad.layout.probe_batch` windows, and prints the seconds per layout, the fastest of them, and the layout :func:`ddlvad.layout.choose` picks for that
 preset in a second probe (a different answer there means a near tie; it probes only among
 the layouts the preset leaves open: ``tiny`` fixes NCHW + fold, so
 nothing is probed for it). ``choose`` runs with an empty temporary cache, so the answer is

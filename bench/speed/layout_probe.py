@@ -3,14 +3,13 @@
 For every preset of ``--presets``, times each candidate convolution layout
 (:data:`ddlvad.layout.CANDIDATES`: NCHW with the folded projection, NHWC with and without
 it) with :func:`ddlvad.layout.probe` for ``train`` (forward + backward) and ``score`` (one
-scoring pass), on :func:`ddlvad.layout.probe_batch` windows, and prints the seconds per layout, the fastest of them, and the layout :func:`ddlvad.layout.choose` picks for that
-preset in a second probe (a different answer there means a near tie; it probes only among
-the layouts the preset leaves open: ``tiny`` fixes NCHW + fold, so
-nothing is probed for it). ``choose`` runs with an empty temporary cache, so the answer is
-this run's, not one cached earlier, and the user's cache is not written. Asserts nothing.
-
-Run it twice to see both kinds of machine, natively and with the SIMD level of an AVX2
-machine (the answer depends on it: bench/RESULTS.md):
+scoring pass), on :func:`ddlvad.layout.probe_batch` windows, and prints the seconds per
+layout, the fastest of them, and the layout :func:`ddlvad.layout.choose` picks in a second
+probe (a different answer there means a near tie). ``choose`` probes only among the layouts
+the preset leaves open (``tiny`` fixes NCHW + fold, so nothing is probed for it) and runs
+with an empty temporary cache, so the answer is this run's and the user's cache is not
+written. Asserts nothing. Run it twice to see both kinds of machine, natively and with the
+SIMD level of an AVX2 machine (the answer depends on it: bench/RESULTS.md):
 
     python -m bench.speed.layout_probe --presets tiny,cpu,paper
     ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 python -m bench.speed.layout_probe --presets tiny,cpu,paper

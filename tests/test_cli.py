@@ -34,7 +34,8 @@ def test_evaluate_writes_every_promised_file(trained, scene, cli):
     assert code == 0, err
     ev = run / "eval"
     assert {p.name for p in ev.iterdir()} == {"report.json", "scores.csv", "plots", "report.html"}
-    assert {p.name for p in (ev / "plots").iterdir()} == {"roc.png", "video_01.png", "video_02.png", "video_03.png"}
+    assert {p.name for p in (ev / "plots").iterdir()} == {"roc.png", "localisation.png", "video_01.png", "video_02.png",
+                                                       "video_03.png"}
     report = json.loads((ev / "report.json").read_text())
     for key in ("auc_micro", "auc_macro", "eer", "ap", "frames_scored", "videos", "protocol"):
         assert key in report
@@ -215,3 +216,17 @@ def test_the_reference_loss_at_a_small_latent_width_is_warned_about(trained, sce
     code, _, err = cli("train", "--data", scene, "--preset", "tiny", "--steps", "1", "--out", tmp_path / "n",
                        "--cache-dir", trained[1], "--quiet")
     assert code == 0 and "warning" not in err
+
+
+def test_evaluate_reports_pixel_level_metrics_where_masks_exist(trained, scene, cli, tmp_path):
+    run, cache = trained
+    code, out, err = cli("evaluate", run, "--data", scene, "--cache-dir", cache, "--quiet", "--out", tmp_path / "e")
+    assert code == 0, err
+    loc = json.loads((tmp_path / "e" / "report.json").read_text())["localisation"]
+    assert loc["frames"] == 3 * 34 and loc["abnormal_frames"] > 0 and loc["regions"] > 0 and loc["tracks"] > 0
+    for key in ("pixel_auc", "rbdc", "tbdc"):
+        assert 0 <= loc[key] <= 1
+    assert {"map", "pixel_auc", "rbdc_tbdc"} <= set(loc["protocol"])
+    assert (tmp_path / "e" / "plots" / "localisation.png").is_file()
+    assert "RBDC" in (tmp_path / "e" / "report.html").read_text()
+    assert "localisation: pixel AUC" in out

@@ -19,6 +19,8 @@ from ddlvad.cli import main
 from ddlvad.config import EventRules, ScoreConfig
 from ddlvad.data.frames import FrameStore
 from ddlvad.data.layouts import index_dataset
+from ddlvad.data.tracks import Tracks
+from ddlvad.loss import pixel_error
 from ddlvad.overlay import STRIP
 from ddlvad.score import frame_scores, score_video, to_tensor, worst_patches
 from ddlvad.stream import EventTracker, FrameResult
@@ -129,7 +131,7 @@ def test_detect_finds_the_anomalies_and_stays_quiet_on_held_out_normal_frames(tr
     code, stdout, err = cli("detect", scene / "testing" / "frames" / "03", "--run", run,
                                 "--threshold", threshold, "--out", out)
     assert code == 0, err
-    assert sorted(p.name for p in out.iterdir()) == ["events.json", "overlay.mp4", "scores.csv"]
+    assert sorted(p.name for p in out.iterdir()) == ["events.json", "overlay.mp4", "regions.csv", "scores.csv"]
     report = json.loads((out / "events.json").read_text())
     assert report["complete"] and report["frames"] == 36 and report["frames_scored"] == 34
     assert report["threshold"] == threshold and report["threshold_origin"] == "given" and report["fps"] == 25
@@ -142,7 +144,11 @@ def test_detect_finds_the_anomalies_and_stays_quiet_on_held_out_normal_frames(tr
         assert event["start_time"] == pytest.approx(event["start_frame"] / 25)
         assert f"frames {event['start_frame']}-{event['end_frame']}" in stdout  # printed when it closed
     rows = list(csv.DictReader(open(out / "scores.csv")))
-    assert list(rows[0]) == ["frame", "time_s", "score", "anomalous"]
+    assert list(rows[0]) == ["frame", "time_s", "score", "anomalous", "regions"]
+    regions = list(csv.DictReader(open(out / "regions.csv")))
+    assert sum(int(r["regions"]) for r in rows) == len(regions)
+    for r in regions:  # source pixels of the 240x160 frames
+        assert 0 <= float(r["x1"]) < float(r["x2"]) <= 240 and 0 <= float(r["y1"]) < float(r["y2"]) <= 160
     assert [int(r["frame"]) for r in rows] == list(range(36))
     assert rows[0]["score"] == rows[-1]["score"] == "" and rows[0]["anomalous"] == "0"
     flags = np.array([int(r["anomalous"]) for r in rows])
@@ -324,3 +330,53 @@ def test_export_bad_input(trained, tmp_path, cli):
     assert code == 2 and "invalid choice" in err and len(err.strip().splitlines()) == 1
     code, _, err = cli("export", tmp_path, "--format", "onnx")
     assert code == 2 and "checkpoint" in err
+
+
+# ---------------------------------------------------------------------- regions
+class BackgroundModel(torch.nn.Module):
+    """Reconstructs every frame as the scene's median training frame: its error is large
+    wherever an object is, so an anomalous object's region must come out where it is."""
+
+    frames = 3
+
+    def __init__(self, background: torch.Tensor):
+        super().__init__()
+        self.register_buffer("background", background)           # (1, C, H, W)
+        self.unused = torch.nn.Parameter(torch.zeros(1))
+
+    def encode_frames(self, x):
+        return [x]
+
+    def decode_windows(self, feats):
+        return self.background.expand(feats[0].shape[0], -1, -1, -1)
+
+
+def test_a_planted_anomalys_region_is_where_the_anomaly_is(scene):
+    from ddlvad import Config
+    from ddlvad.data.frames import FrameSpec, FrameStore
+    from ddlvad.localisation import iou
+    from ddlvad.score import anomaly_map
+
+    cfg = Config.preset("tiny").apply({"data.height": 160, "data.width": 240})  # the scene's own size
+    index = index_dataset(scene)
+    spec = FrameSpec.from_config(cfg.data)
+    train = FrameStore(index.training, spec).arrays
+    background = to_tensor(np.median(np.concatenate([np.asarray(a) for a in train]), axis=0)[None])
+    model = BackgroundModel(background)
+    # region threshold as training calibrates it: the 99th percentile of normal frames' map maxima
+    peaks = [float(anomaly_map(pixel_error(to_tensor(np.asarray(a)), background), cfg.score).amax((1, 2)).max())
+             for a in train]
+    detector = AnomalyDetector(model, cfg, threshold=0.0, region_threshold=float(np.percentile(peaks, 99)))
+    truth = Tracks.load(scene / "testing" / "tracks.npz").videos["03"]  # the vehicle video
+    event = json.loads((scene / "scene.json").read_text())["testing"]["03"]["anomalies"][0]
+    hits, visible = 0, 0
+    for result in detector.stream(scene / "testing" / "frames" / "03"):
+        boxes = truth.tracks_at(result.frame)
+        if event["track"] not in boxes or result.error_map is None:
+            continue
+        x1, y1, x2, y2 = boxes[event["track"]] * [240, 160, 240, 160]
+        if x2 - x1 < 20:  # barely in view
+            continue
+        visible += 1
+        hits += any(iou(r.box, (x1, y1, x2, y2)) >= 0.3 for r in result.regions)
+    assert visible >= 5 and hits >= 0.8 * visible, (hits, visible)

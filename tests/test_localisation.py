@@ -477,3 +477,52 @@ def test_rbdc_tbdc_fifteen_thousand_frames_is_fast():
     assert out["frames"] == n and out["regions"] == n // 2
     assert 0.0 <= out["rbdc"] <= 1.0 and 0.0 <= out["tbdc"] <= 1.0
     assert elapsed < 10.0  # ~1 s on one core; generous for a shared machine
+
+
+# ------------------------------------------------------------------------ maps of a test set
+def test_map_evaluation_by_hand():
+    from ddlvad.localisation import MapEvaluation
+
+    # Video a, two frames 10x10. Frame 0 is normal, its map has a faint blob (0.2) at rows 0-1,
+    # cols 0-1. Frame 1 has an object at rows 4-7, cols 4-7 (16 px); its map is 0.9 there.
+    # Levels 0.1 and 0.5:
+    #   0.5: frame 1 region = the object box (IoU 1, detected), frame 0 nothing -> (FPR 0, rate 1)
+    #   0.1: frame 0's blob is a false positive (1 over 2 frames) -> (FPR 0.5, rate 1)
+    # Curve: rate 1 from FPR 0 on -> RBDC = TBDC = 1. Pixel AUC: the abnormal frame's value
+    # (0.9, 40 % of its mask above any t < 0.9) beats the normal frame's maximum 0.2 -> 1.
+    normal = np.zeros((10, 10))
+    normal[0:2, 0:2] = 0.2
+    abnormal = np.zeros((10, 10))
+    abnormal[4:8, 4:8] = 0.9
+    mask = np.zeros((10, 10), bool)
+    mask[4:8, 4:8] = True
+    ev = MapEvaluation([0.5, 0.1])
+    ev.add("a", normal, np.zeros((10, 10), bool))
+    ev.add("a", abnormal, mask)
+    r = ev.result()
+    assert (r["pixel_auc"], r["rbdc"], r["tbdc"], r["regions"], r["tracks"], r["frames"]) == (1.0, 1.0, 1.0, 1, 1, 2)
+    assert r["curve"]["fpr"] == [0.5, 0.0] and r["curve"]["rbdr"] == [1.0, 1.0]  # levels in ascending order
+    # A map that misses the object (its blob elsewhere) detects nothing and only makes false
+    # positives: RBDC 0; pixel AUC 1/2 (abnormal value 0 ties with the normal maximum 0).
+    ev = MapEvaluation([0.5])
+    ev.add("a", np.zeros((10, 10)), np.zeros((10, 10), bool))
+    wrong = np.zeros((10, 10))
+    wrong[0:2, 0:2] = 0.9
+    ev.add("a", wrong, mask)
+    r = ev.result()
+    assert (r["rbdc"], r["tbdc"], r["pixel_auc"]) == (0.0, 0.0, 0.5)
+    assert r["curve"]["fpr"] == [0.5]
+
+
+def test_map_evaluation_merges_videos_in_the_order_asked():
+    from ddlvad.localisation import MapEvaluation
+
+    m = np.zeros((4, 4))
+    m[1:3, 1:3] = 1.0
+    mask = m > 0
+    one, two = MapEvaluation([0.5]), MapEvaluation([0.5])
+    one.add("b", m, mask)
+    two.add("a", m, mask)
+    one.merge(two.state())
+    r = one.result(["a", "b"])
+    assert r["videos"] == ["a", "b"] and r["tracks"] == 2  # no track across the video boundary

@@ -160,6 +160,15 @@ def all_sum(values: Sequence[float], on: torch.device | None = None) -> list[flo
     return t.cpu().tolist()
 
 
+def gather_list(obj: Any) -> list:
+    """Every rank's ``obj`` (picklable), in rank order; ``[obj]`` in one process."""
+    if not is_active():
+        return [obj]
+    parts: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(parts, obj)
+    return parts
+
+
 def gather_dicts(part: dict) -> dict:
     """The union of every rank's ``part`` on every rank (keys must not repeat across ranks)."""
     if not is_active():

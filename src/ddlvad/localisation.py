@@ -539,3 +539,74 @@ def rbdc_tbdc(
         "tracks": n_tracks,
         "frames": n_frames,
     }
+
+
+# ------------------------------------------------------------------------ maps of a whole test set
+def level_curve(points: Sequence[tuple[float, float]], max_fpr: float = 1.0) -> tuple[list[float], list[float], float]:
+    """The step curve and its area from ``(fpr, rate)`` points measured at several thresholds of
+    a map (regions re-extracted at each): the origin, then the points by FPR, each rate the
+    best reached at that FPR or below (the best rate reachable with at most ``x`` false
+    positives per frame, as in :func:`rbdc_tbdc`). Returns ``(fpr, rate, area / max_fpr)``."""
+    pts = sorted((float(f), float(r)) for f, r in points)
+    fpr = [0.0] + [f for f, _ in pts]
+    rate = [0.0] + list(np.maximum.accumulate([r for _, r in pts])) if pts else [0.0]
+    return fpr, rate, _step_area(np.asarray(fpr), np.asarray(rate), max_fpr)
+
+
+class MapEvaluation:
+    """Pixel AUC (40 % rule), RBDC and TBDC of a test set's anomaly maps, one frame at a time.
+
+    Regions of a map are the connected components of ``map > t``; unlike detectors with one
+    score per region, a map gives other regions at every threshold, so the RBDC/TBDC curves are
+    measured at each of ``levels`` (thresholds of the map) by re-extracting the regions there,
+    and joined with :func:`level_curve`. Frames are added per video (:meth:`add`), in any order
+    of videos; :meth:`result` puts the videos in the order it is given. Masks must have the
+    map's shape (see :func:`resize_mask`). :meth:`state` / :meth:`merge` carry the
+    accumulated numbers between processes.
+    """
+
+    def __init__(self, levels: Sequence[float], overlap: float = 0.4, beta: float = 0.1, alpha: float = 0.1,
+                 max_fpr: float = 1.0) -> None:
+        self.levels = sorted(float(t) for t in levels)
+        self.overlap, self.beta, self.alpha, self.max_fpr = overlap, beta, alpha, max_fpr
+        self.videos: dict[str, dict[str, list]] = {}
+
+    def add(self, video: str, score_map: np.ndarray, mask: np.ndarray) -> None:
+        """The next scored frame of ``video``: its anomaly map ``(H, W)`` and mask ``(H, W)`` bool."""
+        v = self.videos.setdefault(video, {"values": [], "labels": [], "truth": [], "found": []})
+        value, label = pixel_auc_values(score_map, mask, self.overlap)
+        v["values"].append(value)
+        v["labels"].append(label)
+        v["truth"].append(mask_regions(mask))
+        v["found"].append([[r.box for r in regions_from_map(score_map, level)] for level in self.levels])
+
+    def state(self) -> dict:
+        return self.videos
+
+    def merge(self, videos: dict) -> None:
+        self.videos.update(videos)
+
+    def result(self, order: Sequence[str] | None = None) -> dict:
+        """``pixel_auc``, ``rbdc``, ``tbdc`` (fractions, None when undefined), the RBDC/TBDC
+        points per level (false positives per frame, rates) and the counts behind them."""
+        order = [v for v in (order or sorted(self.videos)) if v in self.videos]
+        values = [x for v in order for x in self.videos[v]["values"]]
+        labels = [x for v in order for x in self.videos[v]["labels"]]
+        truth = [x for v in order for x in self.videos[v]["truth"]]
+        found = [x for v in order for x in self.videos[v]["found"]]
+        starts = np.cumsum([0] + [len(self.videos[v]["truth"]) for v in order])[1:-1].tolist()
+        out: dict = {"pixel_auc": pixel_auc_from_values(values, labels) if values else None,
+                     "frames": len(truth), "abnormal_frames": int(sum(labels)), "videos": order}
+        if not truth:
+            return {**out, "rbdc": None, "tbdc": None, "regions": 0, "tracks": 0, "curve": None}
+        tracks = link_tracks(truth, video_starts=starts)
+        per_level = [rbdc_tbdc([[(*b, 1.0) for b in frame[k]] for frame in found], truth, self.beta, self.alpha,
+                               self.max_fpr, tracks) for k in range(len(self.levels))]
+        points = [(r["curve"]["fpr"][-1], r["curve"]["rbdr"][-1], r["curve"]["tbdr"][-1]) for r in per_level]
+        regions = per_level[0]["regions"]
+        _, _, rbdc = level_curve([(f, r) for f, r, _ in points], self.max_fpr)
+        _, _, tbdc = level_curve([(f, t) for f, _, t in points], self.max_fpr)
+        return {**out, "rbdc": rbdc if regions else None, "tbdc": tbdc if tracks else None,
+                "regions": regions, "tracks": len(tracks),
+                "curve": {"levels": self.levels, "fpr": [p[0] for p in points], "rbdr": [p[1] for p in points],
+                          "tbdr": [p[2] for p in points]}}

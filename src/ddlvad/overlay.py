@@ -2,8 +2,9 @@
 
 Each output frame is the source frame (resized to at most :data:`LONG_SIDE` pixels on its
 long side) with the error map blended in as a heat map, the worst patch boxed (red when the
-frame is anomalous, yellow otherwise), the frame's time and score, and below it a strip with
-the running score line of the last frames and the threshold (a horizontal red line).
+frame is anomalous, yellow otherwise), the anomalous regions boxed in magenta, the frame's
+time and score, and below it a strip with the running score line of the last frames and the
+threshold (a horizontal red line).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ HEAT_FULL = 2.0
 """Pixel errors of ``HEAT_FULL x threshold`` and above get the hottest colour, blended at 70 %
 (the opacity grows with the square of the error, so small errors leave the picture clear)."""
 
-RED, YELLOW, WHITE, GREY = (0, 0, 255), (0, 220, 255), (255, 255, 255), (90, 90, 90)
+RED, YELLOW, WHITE, GREY, MAGENTA = (0, 0, 255), (0, 220, 255), (255, 255, 255), (90, 90, 90), (255, 0, 255)
 
 
 class OverlayRenderer:
@@ -62,6 +63,9 @@ class OverlayRenderer:
             x, y, bw, bh = result.box
             cv2.rectangle(picture, (int(x * sx), int(y * sy)), (int((x + bw) * sx) - 1, int((y + bh) * sy) - 1),
                           RED if result.anomalous else YELLOW, 2 if result.anomalous else 1)
+            for region in result.regions:  # the anomalous regions, in magenta
+                x1, y1, x2, y2 = region.box
+                cv2.rectangle(picture, (int(x1 * sx), int(y1 * sy)), (int(x2 * sx) - 1, int(y2 * sy) - 1), MAGENTA, 2)
         _text(picture, f"#{result.frame}  {result.time:.2f} s", (4, 14), WHITE)
         if result.anomalous:
             _text(picture, "ANOMALY", (4, 30), RED)

@@ -92,6 +92,28 @@ def roc_figure(scores: np.ndarray, labels: np.ndarray, auc: float | None) -> Fig
     return fig
 
 
+def localisation_figure(curve: dict, rbdc: float | None, tbdc: float | None) -> Figure:
+    """Region- and track-based detection rates against false positives per frame (the RBDC and
+    TBDC curves), from the per-level points of :meth:`ddlvad.localisation.MapEvaluation.result`:
+    steps of the best rate reachable at each rate of false positives, on [0, 1]."""
+    from .localisation import level_curve
+
+    fig = Figure(figsize=(5.0, 3.6), dpi=_DPI, layout="constrained")
+    ax = fig.add_subplot()
+    for key, name, value, colour in (("rbdr", "RBDC", rbdc, _SMOOTH), ("tbdr", "TBDC", tbdc, _ABNORMAL)):
+        fpr, rate, _ = level_curve(list(zip(curve["fpr"], curve[key])))
+        x = np.minimum(np.append(fpr, 1.0), 1.0)
+        ax.step(x, np.append(rate, rate[-1]), where="post", color=colour, lw=1.8,
+                label=f"{name} = {'n/a' if value is None else f'{100 * value:.2f} %'}")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.01)
+    ax.set_xlabel("false positive regions per frame")
+    ax.set_ylabel("detection rate (regions / tracks)")
+    ax.set_title("Localisation: region and track detection", loc="left", fontsize=10)
+    ax.legend(loc="lower right", fontsize=8, frameon=False)
+    return fig
+
+
 def weight_figure(steps: Sequence[int], weights: Sequence[float]) -> Figure:
     """The anomaly weight ``s = sigmoid(l)`` over training steps (the paper's Figure 5).
 

@@ -46,7 +46,7 @@ def scores_csv(videos: Videos, pool: Pooled) -> str:
 
 def write_plots(out: Path, report: dict, videos: Videos, pool: Pooled) -> None:
     """One score-over-time PNG per video, the ROC, and the offline HTML page."""
-    from .plots import roc_figure, save_figure, score_figure
+    from .plots import localisation_figure, roc_figure, save_figure, score_figure
     from .report_html import render_report
 
     images: dict[str, Path] = {}
@@ -54,6 +54,10 @@ def write_plots(out: Path, report: dict, videos: Videos, pool: Pooled) -> None:
     for vid, (scores, labels) in videos.items():
         fig = score_figure(vid, scores, pool.smoothed[vid], labels)
         images[vid] = save_figure(fig, out / "plots" / f"video_{safe_name(vid)}.png")
+    loc = report.get("localisation") or {}
+    if loc.get("curve"):
+        images["localisation"] = save_figure(localisation_figure(loc["curve"], loc["rbdc"], loc["tbdc"]),
+                                             out / "plots" / "localisation.png")
     if report.get("auc_micro") is not None:
         images["roc"] = save_figure(roc_figure(pool.scores, pool.labels, report["auc_micro"]), out / "plots" / "roc.png")
     atomic_write(out / "report.html", render_report(report, images, title=f"ddlvad evaluation: {report.get('run', '')}"))
@@ -82,6 +86,11 @@ def print_summary(report: dict, stream: TextIO | None = None) -> None:
     print(f"AUC micro {_pct(report.get('auc_micro'))} | macro {_pct(report.get('auc_macro'))} | "
           f"EER {_pct(report.get('eer'))} | AP {_pct(report.get('ap'))} | "
           f"{report.get('frames_scored')} frames scored", file=stream)
+    loc = report.get("localisation")
+    if loc:
+        print(f"localisation: pixel AUC {_pct(loc.get('pixel_auc'))} | RBDC {_pct(loc.get('rbdc'))} | "
+              f"TBDC {_pct(loc.get('tbdc'))} | {loc.get('frames')} frames with masks, {loc.get('regions')} "
+              f"regions, {loc.get('tracks')} tracks", file=stream)
 
 
 def print_scene_summary(report: dict, stream: TextIO | None = None) -> None:

@@ -52,6 +52,8 @@ def render_report(report: dict, images: dict[str, str | Path | bytes], title: st
     parts += _summary(report)
     if report.get("scenes"):
         parts += _scenes(report["scenes"])
+    if report.get("localisation"):
+        parts += _localisation(report["localisation"], uris.get("localisation"))
     parts += _protocol(report.get("protocol", {}))
     if "roc" in uris:
         parts += ['<section id="roc"><h2>ROC of pooled frames</h2>', _img(uris["roc"], "ROC curve"), "</section>"]
@@ -60,7 +62,7 @@ def render_report(report: dict, images: dict[str, str | Path | bytes], title: st
         if vid in uris and vid != "roc":
             parts += [f'<figure id="video-{e(vid)}">', _img(uris[vid], f"scores of video {vid}"),
                       f"<figcaption>video {e(vid)}</figcaption></figure>"]
-    others = [name for name in uris if name != "roc" and name not in videos]
+    others = [name for name in uris if name not in ("roc", "localisation") and name not in videos]
     if others:
         parts.append('<section id="other-figures"><h2>Other figures</h2>')
         for name in others:
@@ -119,6 +121,20 @@ def _scenes(agg: dict) -> list[str]:
         ("AUC micro, all scenes pooled", _pct(agg.get("auc_micro_pooled"))),
     ]
     return ['<section id="scenes"><h2>Scenes</h2><table>', _rows(rows), "</table></section>"]
+
+
+def _localisation(loc: dict, uri: str | None) -> list[str]:
+    e = html.escape
+    rows = [("pixel-level AUC (40 % rule)", _pct(loc.get("pixel_auc"))), ("RBDC", _pct(loc.get("rbdc"))),
+            ("TBDC", _pct(loc.get("tbdc"))), ("frames with pixel masks", _int(loc.get("frames"))),
+            ("abnormal frames among them", _int(loc.get("abnormal_frames"))),
+            ("ground-truth regions", _int(loc.get("regions"))), ("ground-truth tracks", _int(loc.get("tracks")))]
+    out = ['<section id="localisation"><h2>Localisation</h2><table>', _rows(rows), "</table>"]
+    if uri:
+        out.append(_img(uri, "RBDC and TBDC curves"))
+    for key, text in (loc.get("protocol") or {}).items():
+        out.append(f'<p class="note"><b>{e(key)}</b>: {e(str(text))}</p>')
+    return out + ["</section>"]
 
 
 def _protocol(p: dict) -> list[str]:

@@ -69,6 +69,22 @@ def worst_patches(error: torch.Tensor, score: ScoreConfig) -> tuple[torch.Tensor
     return best, torch.cat([corner, torch.full_like(corner, score.patch)], 1)
 
 
+def anomaly_map(error: torch.Tensor, score: ScoreConfig) -> torch.Tensor:
+    """``(B, H, W)`` error maps -> ``(B, H, W)`` anomaly maps: each pixel gets the largest mean
+    of a ``patch x patch`` window (any position, stride 1) that contains it.
+
+    It is the map regions and pixel-level metrics are read from: a pixel is anomalous at
+    threshold ``t`` when some patch around it has a mean error above ``t``, so its connected
+    components are unions of anomalous patches, and its maximum is the frame's worst patch at
+    stride 1 (at least the frame score, whose patches lie on the two grids only).
+    """
+    p = score.patch
+    x = error.unsqueeze(1)                                                   # (B, 1, H, W)
+    means = F.avg_pool2d(x, p, stride=1)                                     # (B, 1, H-p+1, W-p+1)
+    covered = F.max_pool2d(F.pad(means, (p - 1, p - 1, p - 1, p - 1), value=float("-inf")), p, stride=1)
+    return covered.squeeze(1)                                                # (B, H, W)
+
+
 def frame_scores(error: torch.Tensor, score: ScoreConfig) -> torch.Tensor:
     """``(B, H, W)`` error maps -> frame scores ``(B,)``: the worst patch mean (see :func:`worst_patches`)."""
     return worst_patches(error, score)[0]

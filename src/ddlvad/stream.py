@@ -33,7 +33,8 @@ from .config import Config, EventRules
 from .data.frames import FrameSpec, convert_frame
 from .data.video import DEFAULT_FPS, VideoSource
 from .errors import UserError
-from .score import ScoredFrame, Scorer
+from .localisation import Region, link_tracks, regions_from_map
+from .score import ScoredFrame, Scorer, anomaly_map
 
 
 # ====================================================================== results and events
@@ -55,11 +56,24 @@ class FrameResult:
     """The worst patch ``(x, y, w, h)`` in error-map pixels; None for edge frames."""
     image: np.ndarray = field(repr=False)
     """The frame as the source gave it (BGR or grey at the source's size, or as passed in)."""
+    regions: list[Region] = field(default_factory=list)
+    """Anomalous regions: connected components of the anomaly map (:func:`ddlvad.score.anomaly_map`)
+    above the run's region threshold, as boxes ``(x1, y1, x2, y2)`` (x2, y2 exclusive) in
+    error-map pixels with the largest patch mean inside as score; empty for normal frames."""
+
+    def in_source(self, box: tuple[float, float, float, float]) -> tuple[float, float, float, float]:
+        """A box ``(x1, y1, x2, y2)`` in error-map pixels, in pixels of :attr:`image`."""
+        if self.error_map is None:
+            return box
+        sy, sx = self.image.shape[0] / self.error_map.shape[0], self.image.shape[1] / self.error_map.shape[1]
+        x1, y1, x2, y2 = box
+        return (round(x1 * sx, 1), round(y1 * sy, 1), round(x2 * sx, 1), round(y2 * sy, 1))
 
 
 @dataclass
 class Event:
-    """One abnormal segment: from its first to its last anomalous frame (inclusive)."""
+    """One abnormal segment: from its first to its last anomalous frame (inclusive). Boxes are in
+    pixels of the source frames, ``(x1, y1, x2, y2)``."""
 
     start_frame: int
     end_frame: int
@@ -69,6 +83,13 @@ class Event:
     """Seconds, time of ``end_frame``."""
     peak_score: float
     peak_frame: int
+    box: list[float] | None = None
+    """The union of the event's regions (None: no region above the region threshold)."""
+    peak_regions: list[list[float]] = field(default_factory=list)
+    """The regions of the peak frame, each ``[x1, y1, x2, y2, score]``."""
+    tracks: list[list[list[float]]] = field(default_factory=list)
+    """The regions linked over the event's frames by overlap (:func:`ddlvad.localisation.link_tracks`):
+    per track its ``[frame, x1, y1, x2, y2]`` rows, longest track first."""
 
     @property
     def frames(self) -> int:
@@ -78,30 +99,38 @@ class Event:
         return {**asdict(self), "frames": self.frames}
 
     def describe(self) -> str:
+        where = "" if self.box is None else f", region {[round(v) for v in self.box]}"
         return (f"frames {self.start_frame}-{self.end_frame} ({self.start_time:.2f}-{self.end_time:.2f} s), "
-                f"peak {self.peak_score:.4g} at frame {self.peak_frame}")
+                f"peak {self.peak_score:.4g} at frame {self.peak_frame}{where}")
 
 
 class EventTracker:
     """Merges results, in frame order, into events under :class:`EventRules`.
 
     :meth:`update` returns an event when it closes (``gap + 1`` non-anomalous frames after
-    its last anomalous frame); :meth:`finish` closes the one still open at the end.
+    its last anomalous frame); :meth:`finish` closes the one still open at the end. An event
+    carries the regions of its anomalous frames: their union, those of its peak frame, and
+    their tracks.
     """
 
     def __init__(self, rules: EventRules | None = None) -> None:
         self.rules = rules or EventRules()
         self._open: Event | None = None
+        self._regions: dict[int, list[tuple[tuple[float, ...], float]]] = {}
 
     def update(self, result: FrameResult) -> Event | None:
         event = self._open
         if result.anomalous:
+            regions = [(result.in_source(r.box), r.score) for r in result.regions]
             if event is None:
-                self._open = Event(result.frame, result.frame, result.time, result.time, result.score, result.frame)
+                event = self._open = Event(result.frame, result.frame, result.time, result.time, result.score,
+                                           result.frame)
+                self._regions = {}
             else:
                 event.end_frame, event.end_time = result.frame, result.time
                 if result.score > event.peak_score:
                     event.peak_score, event.peak_frame = result.score, result.frame
+            self._regions[result.frame] = regions
             return None
         if event is not None and result.frame - event.end_frame > self.rules.gap:
             return self.finish()
@@ -110,10 +139,19 @@ class EventTracker:
     def finish(self) -> Event | None:
         """Close the open event; None when there is none or it is shorter than ``min_frames``."""
         event, self._open = self._open, None
-        return event if event is not None and event.frames >= self.rules.min_frames else None
+        if event is None or event.frames < self.rules.min_frames:
+            return None
+        boxes = [b for regions in self._regions.values() for b, _ in regions]
+        if boxes:
+            event.box = [min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes),
+                         max(b[3] for b in boxes)]
+        event.peak_regions = [[*b, round(float(score), 6)] for b, score in self._regions.get(event.peak_frame, [])]
+        frames = list(range(event.start_frame, event.end_frame + 1))
+        tracks = link_tracks([[b for b, _ in self._regions.get(f, [])] for f in frames])
+        event.tracks = [[[event.start_frame + f, *b] for f, b in t] for t in sorted(tracks, key=len, reverse=True)]
+        return event
 
 
-# ====================================================================== the detector
 # ====================================================================== the detector
 class AnomalyDetector:
     """A trained model that scores frames as they arrive (not to be confused with the object
@@ -125,7 +163,7 @@ class AnomalyDetector:
     """
 
     def __init__(self, model: nn.Module, cfg: Config, threshold: float | None = None,
-                 batch_size: int | None = None) -> None:
+                 batch_size: int | None = None, region_threshold: float | None = None) -> None:
         if batch_size is not None and batch_size < 1:
             raise UserError(f"--batch {batch_size}: must be >= 1")
         self.model = model.eval()
@@ -133,6 +171,9 @@ class AnomalyDetector:
         self.spec = FrameSpec.from_config(cfg.data)
         self.scorer = Scorer(model, cfg.score, batch_size)
         self.threshold = None if threshold is None else float(threshold)
+        self.region_threshold = self.threshold if region_threshold is None else float(region_threshold)
+        """Anomaly-map value above which a pixel belongs to a region (stored by training; else
+        the frame threshold)."""
         self.threshold_origin: str | None = None if threshold is None else "given"
         """Where the threshold came from: ``run`` (stored by training), ``given``, or None."""
         self.info: dict = {}
@@ -150,7 +191,8 @@ class AnomalyDetector:
         model, cfg, ckpt = load_model(run)
         apply_layout(model, choose_layout(cfg, "score"))
         stored = (ckpt.get("threshold") or {}).get("value")
-        detector = cls(model, cfg, stored if threshold is None else threshold, batch_size)
+        detector = cls(model, cfg, stored if threshold is None else threshold, batch_size,
+                       region_threshold=(ckpt.get("threshold") or {}).get("region"))
         detector.info = {k: ckpt.get(k) for k in ("step", "trained_steps", "stopped", "converged", "kept_step")}
         if threshold is None and stored is not None:
             detector.threshold_origin = "run"
@@ -224,4 +266,8 @@ class AnomalyDetector:
     def _result(self, scored: ScoredFrame, fps: float) -> FrameResult:
         error = None if scored.error is None else scored.error.numpy().copy()
         anomalous = self.threshold is not None and math.isfinite(scored.score) and scored.score > self.threshold
-        return FrameResult(scored.index, scored.index / fps, scored.score, anomalous, error, scored.box, scored.item)
+        regions = []
+        if scored.error is not None and self.region_threshold is not None:
+            regions = regions_from_map(anomaly_map(scored.error[None], self.cfg.score)[0].numpy(), self.region_threshold)
+        return FrameResult(scored.index, scored.index / fps, scored.score, anomalous, error, scored.box, scored.item,
+                           regions)

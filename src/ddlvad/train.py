@@ -43,7 +43,7 @@ from .loss import ddl_loss
 from .machine import machine_info
 from .models import Layout, apply_layout, build_model
 from .pseudo_anomaly import PseudoAnomaly, PseudoAnomalyGenerator, window_rngs
-from .score import Scorer
+from .score import Scorer, anomaly_map
 from .validation import Plateau, Validator, hold_out, signal_value
 
 FREE_ON_RESUME = {"train.steps", "train.epochs", "train.minutes", "train.threads", "train.log_every",
@@ -465,18 +465,24 @@ class Trainer:
         return summary
 
     def calibrate_threshold(self, model: nn.Module, max_frames: int = 600) -> dict:
-        """Score up to ``max_frames`` normal training frames with ``model``; the configured
-        percentile of their scores is the detection threshold stored with it."""
+        """Score up to ``max_frames`` normal training frames with ``model``: the configured
+        percentile of their frame scores is the detection threshold stored with it (``value``),
+        and that of the maxima of their anomaly maps (:func:`ddlvad.score.anomaly_map`) the
+        threshold of anomalous regions (``region``)."""
         sc = self.cfg.score
         per_video = max(self.cfg.data.frames + 1, max_frames // max(len(self.data.frames), 1))
         scorer = Scorer(model, sc)
-        scores = [scorer.score_video(np.asarray(frames[:per_video])) for frames in self.data.frames]
-        values = np.concatenate([s[np.isfinite(s)] for s in scores]) if scores else np.zeros(0)
-        if values.size == 0:
-            return {"value": None, "percentile": sc.threshold_percentile, "frames": 0}
-        return {"value": float(np.percentile(values, sc.threshold_percentile)),
-                "percentile": sc.threshold_percentile, "frames": int(values.size),
-                "source": "training frames"}
+        scores, peaks = [], []
+        for frames in self.data.frames:
+            for r in scorer.stream(np.asarray(frames[:per_video])):
+                if r.error is not None:
+                    scores.append(r.score)
+                    peaks.append(float(anomaly_map(r.error[None], sc).max()))
+        if not scores:
+            return {"value": None, "region": None, "percentile": sc.threshold_percentile, "frames": 0}
+        return {"value": float(np.percentile(scores, sc.threshold_percentile)),
+                "region": float(np.percentile(peaks, sc.threshold_percentile)),
+                "percentile": sc.threshold_percentile, "frames": len(scores), "source": "training frames"}
 
 
 def recalibrate_batchnorm(model: nn.Module, frames: Sequence[np.ndarray], index: WindowIndex, count: int,

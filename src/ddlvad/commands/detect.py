@@ -31,12 +31,15 @@ def detect(run: str | Path, source: str | int | Path, out: str | Path | None = N
     """Score every frame of ``source`` (video file, folder of frames, camera index, URL) with
     the model of ``run`` and write, in ``out`` (default ``RUN/detect/<source name>``):
 
-    - ``scores.csv``: ``frame, time_s, score, anomalous`` per frame (score empty and
+    - ``scores.csv``: ``frame, time_s, score, anomalous, regions`` per frame (score empty and
       anomalous 0 for the edge frames), written as frames are scored;
+    - ``regions.csv``: ``frame, time_s, x1, y1, x2, y2, score`` per anomalous region (source
+      pixels, x2/y2 exclusive; :attr:`ddlvad.stream.FrameResult.regions`);
     - ``events.json``: the events (:class:`ddlvad.config.EventRules` merge anomalous frames)
       with the source, fps, threshold and frame count; rewritten atomically when an event
       closes, at the end, and when the run is interrupted or fails (``complete: false`` and
-      ``stopped`` then say why);
+      ``stopped`` then say why); each event has the union box of its regions, the regions of
+      its peak frame and their tracks over its frames (source pixels);
     - ``overlay.mp4`` (unless ``overlay=False``): see :mod:`ddlvad.overlay`.
 
     Each event is reported through ``say`` when it closes. Returns the events.json content.
@@ -63,8 +66,10 @@ def detect(run: str | Path, source: str | int | Path, out: str | Path | None = N
             "stopped": None, "events": [], "training_converged": detector.info.get("converged"),
         }
         events = _Events(out / "events.json", report, say)
-        with open(out / "scores.csv", "w", newline="", buffering=1) as table:  # line-buffered: valid while running
-            _score(detector, video, table, out, report, events, EventTracker(rules), overlay, max_frames)
+        # line-buffered: both tables are valid while running
+        with open(out / "scores.csv", "w", newline="", buffering=1) as table, \
+                open(out / "regions.csv", "w", newline="", buffering=1) as regions:
+            _score(detector, video, (table, regions), out, report, events, EventTracker(rules), overlay, max_frames)
     report["outputs"] = sorted(p.name for p in out.iterdir() if p.suffix in (".csv", ".json", ".mp4"))
     report["out"] = str(out)
     return report
@@ -91,18 +96,22 @@ class _Events:
         atomic_write(self.path, json.dumps(self.report, indent=2))
 
 
-def _score(detector: AnomalyDetector, video: VideoSource, table, out: Path, report: dict, events: _Events,
+def _score(detector: AnomalyDetector, video: VideoSource, tables, out: Path, report: dict, events: _Events,
            tracker: EventTracker, overlay: bool, max_frames: int | None) -> None:
-    """The detection loop: a row, an overlay frame and an event update per frame."""
-    rows = csv.writer(table)
-    rows.writerow(["frame", "time_s", "score", "anomalous"])
+    """The detection loop: rows, an overlay frame and an event update per frame."""
+    rows, region_rows = (csv.writer(t) for t in tables)
+    rows.writerow(["frame", "time_s", "score", "anomalous", "regions"])
+    region_rows.writerow(["frame", "time_s", "x1", "y1", "x2", "y2", "score"])
     writer = renderer = None
     try:
         with _sigterm_as_interrupt():
             for result in detector.stream(video, max_frames=max_frames):
                 scored = np.isfinite(result.score)
                 rows.writerow([result.frame, f"{result.time:.4f}", f"{result.score:.6g}" if scored else "",
-                               int(result.anomalous)])
+                               int(result.anomalous), len(result.regions)])
+                for region in result.regions:
+                    region_rows.writerow([result.frame, f"{result.time:.4f}", *result.in_source(region.box),
+                                          f"{region.score:.6g}"])
                 report["frames"] += 1
                 report["frames_scored"] += int(scored)
                 if overlay:

@@ -128,6 +128,41 @@ def load_avenue_masks(folder: str | Path, video_ids: list[str] | None = None) ->
     return {video: load_avenue_mask(files[video]) for video in wanted}
 
 
+def load_pixel_masks(source: str | Path, shape: tuple[int, int] | None = None) -> np.ndarray:
+    """The pixel masks of one video, ``(N, H, W)`` bool (True = abnormal pixel), from a folder
+    of mask images (one per frame, natural order, any non-zero value abnormal; UCSD's
+    ``Test004_gt``, the folder layout's ``testing/masks/<video>``) or from Avenue's
+    ``N_label.mat`` (``volLabel``). With ``shape`` ``(H, W)`` each mask is resized to it
+    (nearest neighbour), so a long video needs only the small masks in memory."""
+    import cv2
+
+    from .layouts import image_files
+
+    source = Path(source)
+    if source.is_dir():
+        files = image_files(source)
+        if not files:
+            raise UserError(f"mask folder {source} holds no images: one mask image per frame expected")
+        frames = (cv2.imread(str(f), cv2.IMREAD_GRAYSCALE) for f in files)
+        names = [str(f) for f in files]
+    else:
+        mat = _loadmat(source)
+        if "volLabel" not in mat:
+            raise UserError(f"mask file {source} has no variable 'volLabel' (found {_keys(mat)})")
+        cells = np.asarray(mat["volLabel"]).ravel()
+        frames = (np.asarray(c) for c in cells)
+        names = [f"{source} frame {i}" for i in range(len(cells))]
+    out = []
+    for name, mask in zip(names, frames):
+        if mask is None or mask.ndim != 2:
+            raise UserError(f"cannot read the mask {name}: expected a single-channel image")
+        mask = np.asarray(mask) > 0
+        if shape is not None and mask.shape != tuple(shape):
+            mask = cv2.resize(mask.astype(np.uint8), (shape[1], shape[0]), interpolation=cv2.INTER_NEAREST) > 0
+        out.append(mask)
+    return np.stack(out)
+
+
 def load_avenue_mat(path: str | Path) -> dict[str, np.ndarray]:
     """Read ``avenue.mat``: one 1xN 0/1 vector per test video, keys ``"01"`` .. ``"21"``."""
     mat = _loadmat(path)

@@ -5,10 +5,11 @@ Supported layouts (``DatasetIndex.layout``), detected by :func:`detect_dataset`:
 ``ucsd-release`` (ped1, ped2)
     ``ROOT/UCSDped2/Train/Train001/001.tif``, ``ROOT/UCSDped2/Test/Test001/...``, labels in
     ``UCSDped2/Test/UCSDped2.m``. ROOT may also be the ``UCSDped2`` folder itself.
-    ``Test004_gt`` (pixel masks) folders are skipped. Video ids: ``Test001`` -> ``"01"``.
+    ``Test004_gt`` folders are the pixel masks of ``Test004``. Video ids: ``Test001`` -> ``"01"``.
 ``frames`` (ped1, ped2)
     ``ROOT/training/frames/01/000.jpg``, ``ROOT/testing/frames/...``; labels from
-    ``ped2.mat``, ``UCSDped2.m`` or ``ped2_frame_labels.npz`` in ROOT or ROOT/labels.
+    ``ped2.mat``, ``UCSDped2.m`` or ``ped2_frame_labels.npz`` in ROOT or ROOT/labels; pixel
+    masks from ``ROOT/testing/masks/01/`` (one image per frame) where present.
 ``avenue-release``
     ``training_videos/01.avi``, ``testing_videos/01.avi``; labels from the pixel masks in
     ``ground_truth_demo/testing_label_mask/N_label.mat`` (or ``testing_label_mask/``), else
@@ -21,7 +22,8 @@ Supported layouts (``DatasetIndex.layout``), detected by :func:`detect_dataset`:
     labels ``testing/test_frame_mask/01_0014.npy``. Scene = the id's prefix before ``_``.
 ``folder``
     ``ROOT/{training,testing}/`` holding frame folders or video files, directly or under
-    ``frames/`` or ``videos/``; optional labels ``ROOT/testing/labels/<video>.npy|.txt``.
+    ``frames/`` or ``videos/``; optional labels ``ROOT/testing/labels/<video>.npy|.txt`` and
+    pixel masks ``ROOT/testing/masks/<video>/<frame>.png`` (non-zero = abnormal).
 
 Telling ped1 from ped2 in the ``frames`` layout (first rule that decides wins):
 1. a label file named ``ped1*``/``UCSDped1*`` or ``ped2*``/``UCSDped2*`` in ROOT or ROOT/labels
@@ -41,7 +43,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -74,6 +76,9 @@ class VideoRecord:
     """ShanghaiTech scene (``"01"``); None for other datasets."""
     labels: np.ndarray | None = field(default=None, compare=False)
     """``uint8`` 0/1 per frame (1 = abnormal) for testing videos with known labels, else None."""
+    masks: Path | None = field(default=None, compare=False)
+    """Where the video's pixel masks are (a folder of mask images, or Avenue's ``N_label.mat``;
+    read with :func:`ddlvad.data.labels.load_pixel_masks`), else None."""
 
     @property
     def name(self) -> str:
@@ -243,7 +248,9 @@ def _index_ucsd(root: Path, splits: tuple[str, ...]) -> dict[str, list[VideoReco
         base = _required_dir(folder / sub, split)
         dirs = [d for d in _subdirs(base) if re.fullmatch(sub + r"\d+", d.name)]  # skips Test004_gt
         records = [_frame_record(f"{int(d.name[len(sub):]):02d}", split, d) for d in dirs]
-        if split == "testing":
+        if split == "testing":  # pixel masks: Test004_gt beside Test004
+            records = [replace(r, masks=r.source.with_name(r.source.name + "_gt"))
+                       if r.source.with_name(r.source.name + "_gt").is_dir() else r for r in records]
             label_file = _find_file(base, [f"{folder.name}.m"]) or next(iter(sorted(base.glob("*.m"))), None)
             if label_file is not None:
                 ranges = lab.parse_ucsd_m(label_file)
@@ -256,7 +263,7 @@ def _index_ucsd(root: Path, splits: tuple[str, ...]) -> dict[str, list[VideoReco
 def _index_ped_frames(root: Path, splits: tuple[str, ...]) -> dict[str, list[VideoRecord]]:
     out = _frame_split_records(root, splits)
     if "testing" in out:
-        out["testing"] = _attach_ped_labels(root, out["testing"])
+        out["testing"] = _attach_mask_folders(root, _attach_ped_labels(root, out["testing"]))
     return out
 
 
@@ -315,6 +322,8 @@ def _attach_avenue_labels(root: Path, records: list[VideoRecord]) -> list[VideoR
     for masks in (root / "ground_truth_demo" / "testing_label_mask", root / "testing_label_mask"):
         if masks.is_dir():
             arrays = lab.load_avenue_masks(masks, [r.video_id for r in records])
+            records = [replace(r, masks=masks / f"{int(r.video_id)}_label.mat") if r.video_id in arrays else r
+                       for r in records]
             return _attach_arrays(records, arrays, masks)
     mat = _find_file(root, ["avenue.mat"])
     if mat is not None:
@@ -345,14 +354,22 @@ def _index_shanghaitech(root: Path, splits: tuple[str, ...]) -> dict[str, list[V
 
 def _with_scene(record: VideoRecord) -> VideoRecord:
     scene = record.video_id.split("_", 1)[0] if "_" in record.video_id else None
-    return VideoRecord(record.video_id, record.split, record.source, record.frame_files, scene, record.labels)
+    return replace(record, scene=scene)
 
 
 # ---------------------------------------------------------------- folder
+def _attach_mask_folders(root: Path, records: list[VideoRecord]) -> list[VideoRecord]:
+    """Pixel masks from ``ROOT/testing/masks/<video>/`` (one image per frame), where present."""
+    folder = root / "testing" / "masks"
+    return [replace(r, masks=folder / r.video_id) if (folder / r.video_id).is_dir() else r for r in records]
+
+
 def _index_folder(root: Path, splits: tuple[str, ...]) -> dict[str, list[VideoRecord]]:
     out: dict[str, list[VideoRecord]] = {}
     for split in splits:
         out[split] = _split_records(_required_dir(root / split, split), split)
+    if "testing" in out:
+        out["testing"] = _attach_mask_folders(root, out["testing"])
     labels_dir = root / "testing" / "labels"
     if "testing" in out and labels_dir.is_dir():
         labels = lab.load_label_folder(labels_dir)
@@ -413,8 +430,7 @@ def _with_labels(record: VideoRecord, labels: np.ndarray, source: Path) -> Video
     if record.frame_files is not None and len(labels) != len(record.frame_files):
         raise UserError(f"labels of {record.name} from {source} have {len(labels)} frames but the video "
                         f"has {len(record.frame_files)} frames: use matching labels and frames")
-    return VideoRecord(record.video_id, record.split, record.source, record.frame_files, record.scene,
-                       np.ascontiguousarray(labels, dtype=np.uint8))
+    return replace(record, labels=np.ascontiguousarray(labels, dtype=np.uint8))
 
 
 def _frame_record(video_id: str, split: str, folder: Path) -> VideoRecord:

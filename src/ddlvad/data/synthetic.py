@@ -9,8 +9,10 @@ the walkway, left or right, at walking speed. Test videos add anomalies of four 
 - ``lawn``: a pedestrian standing and wandering on the lawn (an object where none goes).
 
 Written in the ``folder`` layout: ``OUT/<split>/frames/<video>/<frame>.jpg``, frame labels
-``OUT/testing/labels/<video>.npy`` (0/1 per frame, 1 while an anomaly is in view) and the
-true boxes of every object as tracks, ``OUT/<split>/tracks.npz`` (see ``tracks.py``).
+``OUT/testing/labels/<video>.npy`` (0/1 per frame, 1 while an anomaly is in view), pixel masks
+of the anomalies ``OUT/testing/masks/<video>/<frame>.png`` (255 on the anomalous objects'
+pixels) and the true boxes of every object as tracks, ``OUT/<split>/tracks.npz`` (see
+``tracks.py``).
 """
 
 from __future__ import annotations
@@ -69,15 +71,17 @@ def _background(spec: SceneSpec, rng: np.random.Generator) -> np.ndarray:
     return np.clip(bg, 0, 255).astype(np.float32)
 
 
-def _draw(canvas: np.ndarray, ob: _Object, t: int) -> None:
-    """Render one object in place (float image)."""
+def _draw(canvas: np.ndarray, ob: _Object, t: int) -> np.ndarray:
+    """Render one object in place (float image); returns its coverage (H, W) in [0, 1]."""
     H, W = canvas.shape
     x0, y0 = ob.x, ob.y
     if ob.kind == "vehicle":
         x1, y1, x2, y2 = (int(round(v)) for v in (x0 - ob.w / 2, y0 - ob.h / 2, x0 + ob.w / 2, y0 + ob.h / 2))
         cv2.rectangle(canvas, (x1, y1), (x2, y2), ob.shade, -1)
         cv2.rectangle(canvas, (x1 + 4, y1 + 3), (x2 - 4, y1 + int(ob.h * 0.4)), 255 - ob.shade, -1)
-        return
+        cover = np.zeros_like(canvas)
+        cv2.rectangle(cover, (x1, y1), (x2, y2), 1.0, -1)
+        return cover
     layer = np.zeros_like(canvas)
     alpha = np.zeros_like(canvas)
     bw, bh = ob.w / 2, ob.h * 0.32
@@ -102,6 +106,7 @@ def _draw(canvas: np.ndarray, ob: _Object, t: int) -> None:
         alpha = cv2.filter2D(alpha, -1, kernel)
     alpha = np.clip(alpha, 0, 1)
     canvas[:] = canvas * (1 - alpha) + layer  # layer is premultiplied by alpha (blur keeps that)
+    return alpha
 
 
 def _box(ob: _Object, W: int, H: int) -> tuple[float, float, float, float] | None:
@@ -160,7 +165,7 @@ class _SceneRenderer:
         return ob
 
     def render(self, frames: int, anomalies: list[tuple[int, str]]
-               ) -> tuple[np.ndarray, np.ndarray, list[list[float]], list[dict]]:
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[list[float]], list[dict]]:
         r, spec = self.rng, self.spec
         W, H = spec.width, spec.height
         objects: list[_Object] = [self.pedestrian() for _ in range(r.integers(1, 4))]
@@ -168,6 +173,7 @@ class _SceneRenderer:
             ob.x = r.uniform(0.1 * W, 0.9 * W)
         pending = sorted(anomalies)
         out = np.empty((frames, H, W), np.uint8)
+        masks = np.zeros((frames, H, W), bool)
         labels = np.zeros(frames, np.uint8)
         rows: list[list[float]] = []
         events: list[dict] = []
@@ -180,7 +186,9 @@ class _SceneRenderer:
                 objects.append(self.pedestrian())
             canvas = self.bg.copy()
             for ob in sorted(objects, key=lambda o: o.y):
-                _draw(canvas, ob, t)
+                cover = _draw(canvas, ob, t)
+                if ob.anomaly:
+                    masks[t] |= cover > 0.5
                 box = _box(ob, W, H)
                 if box is not None:
                     rows.append([t, ob.track, *box, 1.0])
@@ -197,7 +205,7 @@ class _SceneRenderer:
         for ev in events:
             seen = [row[0] for row in rows if row[1] == ev["track"]]
             ev["first_frame"], ev["last_frame"] = (int(min(seen)), int(max(seen))) if seen else (None, None)
-        return out, labels, rows, events
+        return out, masks, labels, rows, events
 
 
 def synthesize(out: str | Path, seed: int = 0, spec: SceneSpec | None = None) -> dict:
@@ -218,7 +226,7 @@ def synthesize(out: str | Path, seed: int = 0, spec: SceneSpec | None = None) ->
                     kinds.append(ANOMALY_KINDS[v % len(ANOMALY_KINDS)])
                 anomalies = [(int(rng.integers(spec.frames // 6, spec.frames // 2)) + 25 * i, k)
                              for i, k in enumerate(kinds)]
-            frames, labels, rows, events = renderer.render(spec.frames, anomalies)
+            frames, masks, labels, rows, events = renderer.render(spec.frames, anomalies)
             folder = out / split / "frames" / vid
             folder.mkdir(parents=True, exist_ok=True)
             for t, frame in enumerate(frames):
@@ -227,6 +235,10 @@ def synthesize(out: str | Path, seed: int = 0, spec: SceneSpec | None = None) ->
             if split == "testing":
                 (out / "testing" / "labels").mkdir(parents=True, exist_ok=True)
                 np.save(out / "testing" / "labels" / f"{vid}.npy", labels)
+                mask_folder = out / "testing" / "masks" / vid
+                mask_folder.mkdir(parents=True, exist_ok=True)
+                for t, mask in enumerate(masks):
+                    cv2.imwrite(str(mask_folder / f"{t:03d}.png"), mask.astype(np.uint8) * 255)
                 description["testing"][vid] = {"abnormal_frames": int(labels.sum()), "anomalies": events}
         tracks.save(out / split / "tracks.npz")
     (out / "scene.json").write_text(json.dumps(description, indent=2))

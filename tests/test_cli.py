@@ -8,6 +8,8 @@ import pytest
 
 from ddlvad.cli import main
 
+RUN_FILES = ["checkpoint.pt", "config.yaml", "metrics.jsonl", "summary.json", "training.png"]
+
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, scene):
@@ -22,7 +24,7 @@ def trained(tmp_path_factory, scene):
 
 def test_train_writes_exactly_its_files(trained):
     run, _ = trained
-    assert sorted(p.name for p in run.iterdir()) == ["checkpoint.pt", "config.yaml", "metrics.jsonl", "summary.json"]
+    assert sorted(p.name for p in run.iterdir()) == RUN_FILES
     summary = json.loads((run / "summary.json").read_text())
     assert summary["steps"] == 6 and 0 < summary["anomaly_weight"] < 1
     assert summary["threshold"]["value"] > 0

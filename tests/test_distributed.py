@@ -29,6 +29,8 @@ from ddlvad.train import Trainer, TrainingData
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 
+RUN_FILES = ["checkpoint.pt", "config.yaml", "metrics.jsonl", "summary.json", "training.png"]
+
 
 def tiny_data(videos=2, frames=14):
     """As in test_train.py: noise frames, one track in every frame (every window has a mask)."""
@@ -159,7 +161,7 @@ def test_two_ranks_end_with_identical_weights_and_l(ddp):
         {k: v for k, v in b["summary"].items() if k not in timing}
     assert a["summary"]["processes"] == 2
     run = ddp / "plain"
-    assert sorted(p.name for p in run.iterdir()) == ["checkpoint.pt", "config.yaml", "metrics.jsonl", "summary.json"]
+    assert sorted(p.name for p in run.iterdir()) == RUN_FILES
     ckpt = load_checkpoint(run)
     assert not any(k.startswith("module.") for k in ckpt["model"])  # the unwrapped model's keys
     assert all(torch.equal(ckpt["model"][k], a["model"][k]) for k in a["model"])

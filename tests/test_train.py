@@ -13,6 +13,8 @@ from ddlvad.data.tracks import VideoTracks
 from ddlvad.runs import prepare_run_dir
 from ddlvad.train import Trainer, TrainingData, TrainingInterrupted, recalibrate_batchnorm
 
+RUN_FILES = ["checkpoint.pt", "config.yaml", "metrics.jsonl", "summary.json", "training.png"]
+
 
 def tiny_data(videos=2, frames=14):
     rng = np.random.default_rng(0)
@@ -34,7 +36,7 @@ def states_equal(a, b):
 
 def test_tiny_run_writes_its_files(tmp_path):
     summary = Trainer(tiny_cfg(), tiny_data(), tmp_path, progress=False).run()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.pt", "config.yaml", "metrics.jsonl", "summary.json"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == RUN_FILES
     lines = [json.loads(l) for l in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert [l["step"] for l in lines] == list(range(1, 7))
     assert all({"loss", "recon", "dist", "weight", "lr"} <= set(l) for l in lines)

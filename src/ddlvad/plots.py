@@ -154,6 +154,40 @@ def loss_figure(steps: Sequence[int], parts: dict[str, Sequence[float]]) -> Figu
     return fig
 
 
+def training_figure(rows: Sequence[dict]) -> Figure:
+    """A run's ``metrics.jsonl`` rows in three panels over the training steps: the loss parts
+    (log scale), the anomaly weight ``s``, and the validation signals (held-out reconstruction
+    error and pseudo-anomaly AUC, with the best validation marked) when the run validated."""
+    steps = [r["step"] for r in rows if "loss" in r]
+    val = [r for r in rows if "val_auc" in r]
+    fig = Figure(figsize=(7, 7.5 if val else 5), dpi=_DPI, layout="constrained")
+    axes = fig.subplots(3 if val else 2, 1, sharex=True)
+    for key in ("loss", "recon", "dist"):
+        ys = [r.get(key, np.nan) for r in rows if "loss" in r]
+        if np.isfinite(ys).any():
+            axes[0].plot(steps, ys, lw=1.0, label=key)
+    axes[0].set_yscale("log")
+    axes[0].set_ylabel("loss")
+    axes[0].legend(loc="upper right", fontsize=8, frameon=False)
+    axes[1].plot(steps, [r["weight"] for r in rows if "loss" in r], color=_SMOOTH, lw=1.4)
+    axes[1].set_ylim(0, 1)
+    axes[1].set_ylabel("anomaly weight s")
+    if val:
+        x = [r["step"] for r in val]
+        ax = axes[2]
+        ax.plot(x, [r["val_auc"] for r in val], color=_SMOOTH, marker="o", ms=3, lw=1.2, label="val AUC (pseudo)")
+        ax.set_ylabel("held-out pseudo-anomaly AUC")
+        best = [r for r in val if r.get("best")]
+        if best:
+            ax.plot([best[-1]["step"]], [best[-1]["val_auc"]], "*", color=_ABNORMAL, ms=11, label="best so far")
+        twin = ax.twinx()
+        twin.plot(x, [r["val_recon"] for r in val], color=_RAW, lw=1.2, ls="--", label="val recon error")
+        twin.set_ylabel("held-out recon error")
+        ax.legend(loc="lower right", fontsize=8, frameon=False)
+    axes[-1].set_xlabel("training step")
+    return fig
+
+
 def png_bytes(fig: Figure) -> bytes:
     """The figure rendered as PNG."""
     buf = io.BytesIO()

@@ -462,7 +462,16 @@ class Trainer:
             summary["model_file"] = CHECKPOINT
         if main:
             atomic_write(self.run_dir / "summary.json", json.dumps(summary, indent=2))
+            self.plot_training()
         return summary
+
+    def plot_training(self) -> None:
+        """``RUN/training.png``: losses, anomaly weight and validation signals over the steps."""
+        from .plots import save_figure, training_figure
+
+        rows = [json.loads(line) for line in (self.run_dir / "metrics.jsonl").read_text().splitlines() if line]
+        if any("loss" in r for r in rows):
+            save_figure(training_figure(rows), self.run_dir / "training.png")
 
     def calibrate_threshold(self, model: nn.Module, max_frames: int = 600) -> dict:
         """Score up to ``max_frames`` normal training frames with ``model``: the configured

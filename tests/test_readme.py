@@ -42,6 +42,18 @@ def test_demo_command_line_parses():
     assert out.returncode == 0 and "--out" in out.stdout
 
 
+def test_demo_pipeline_briefly(tmp_path, cli):
+    """The demo's whole path (scene, tracks, validated training, evaluation with localisation)
+    with 3 training steps."""
+    code, out, err = cli("demo", "--out", tmp_path / "demo", "--steps", "3", "--quiet")
+    assert code == 0, err
+    report = json.loads((tmp_path / "demo" / "report.json").read_text())
+    assert report["steps"] == 3 and report["stopped"] == "steps" and report["converged"] is False
+    assert 0 <= report["auc_micro"] <= 1 and report["localisation"]["rbdc"] is not None
+    assert "stopped by its step budget" in out and "before its validation signal levelled off" in err
+    assert (tmp_path / "demo" / "run" / "best.pt").is_file()
+
+
 @pytest.mark.slow
 def test_demo_end_to_end(tmp_path):
     """`ddlvad demo` as the README runs it (about 5 minutes on 2 cores)."""

@@ -143,8 +143,10 @@ def _demo(args: argparse.Namespace) -> int:
     from .commands.demo import demo
 
     result = demo(args.out, seed=args.seed, force=args.force, steps=args.steps, progress=not args.quiet)
+    why = {"minutes": "its time budget", "converged": "convergence", "steps": "its step budget"}[result["stopped"]]
     print(f"demo: frame-level AUC {100 * result['auc_micro']:.2f} % (micro, {result['protocol']['name']} "
-          f"protocol) in {result['minutes']:.1f} min; report: {Path(args.out) / 'report.json'}")
+          f"protocol) in {result['minutes']:.1f} min; training {result['training_minutes']:.1f} min, "
+          f"{result['steps']} steps, stopped by {why}; report: {Path(args.out) / 'report.json'}")
     return 0
 
 

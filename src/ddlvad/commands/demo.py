@@ -36,11 +36,13 @@ def demo(out: str | Path = "ddlvad-demo", *, seed: int = 0, force: bool = False,
         cfg.train.steps = steps
     log("demo: detecting and tracking the training objects (motion detector + OC-SORT)")
     track_split(index_dataset(data, splits=("training",)), "training", cfg, progress=progress, log=log)
-    train(cfg, data, run, force=True, progress=progress, log=log)
+    summary = train(cfg, data, run, force=True, progress=progress, log=log)
     report = evaluate(run, data, out=out / "eval", cache_dir=cfg.data.cache_dir, progress=progress, log=log)
     result = {"auc_micro": report["auc_micro"], "auc_macro": report["auc_macro"],
               "protocol": report["protocol"], "frames_scored": report["frames_scored"],
-              "minutes": round((time.perf_counter() - t0) / 60, 2), "run": str(run),
-              "evaluation": str(out / "eval")}
+              "localisation": {k: (report.get("localisation") or {}).get(k) for k in ("pixel_auc", "rbdc", "tbdc")},
+              "minutes": round((time.perf_counter() - t0) / 60, 2), "training_minutes": summary["minutes"],
+              "steps": summary["steps"], "stopped": summary["stopped"], "converged": summary["converged"],
+              "machine": summary["machine"], "run": str(run), "evaluation": str(out / "eval")}
     atomic_write(out / "report.json", json.dumps(result, indent=2))
     return result

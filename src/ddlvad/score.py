@@ -15,7 +15,7 @@ shared by the T windows that contain it (docs/method.md §3).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -211,6 +211,26 @@ class Scorer:
     def score_video(self, frames: np.ndarray) -> np.ndarray:
         """Scores ``(N,)`` float64 of uint8 frames ``(N, H, W, C)``; NaN for the edge frames."""
         return np.array([r.score for r in self.stream(frames)], dtype=np.float64)
+
+
+def calibrate_thresholds(scorer: Scorer, videos: Sequence[np.ndarray], max_frames: int = 600) -> dict:
+    """The detection thresholds of a model from normal frames: up to ``max_frames`` frames, the
+    first of each video in ``videos`` (uint8 ``(N, H, W, C)``). ``value``: the
+    ``score.threshold_percentile`` of their frame scores; ``region``: that of the maxima of
+    their anomaly maps (a pixel above it belongs to an anomalous region)."""
+    sc = scorer.cfg
+    per_video = max(scorer.frames + 1, max_frames // max(len(videos), 1))
+    scores, peaks = [], []
+    for frames in videos:
+        for r in scorer.stream(np.asarray(frames[:per_video])):
+            if r.error is not None:
+                scores.append(r.score)
+                peaks.append(float(anomaly_map(r.error[None], sc).max()))
+    if not scores:
+        return {"value": None, "region": None, "percentile": sc.threshold_percentile, "frames": 0}
+    return {"value": float(np.percentile(scores, sc.threshold_percentile)),
+            "region": float(np.percentile(peaks, sc.threshold_percentile)),
+            "percentile": sc.threshold_percentile, "frames": len(scores), "source": "training frames"}
 
 
 def score_video(model: nn.Module, frames: np.ndarray, score: ScoreConfig, batch_size: int | None = None

@@ -43,7 +43,7 @@ from .loss import ddl_loss
 from .machine import machine_info
 from .models import Layout, apply_layout, build_model
 from .pseudo_anomaly import PseudoAnomaly, PseudoAnomalyGenerator, window_rngs
-from .score import Scorer, anomaly_map
+from .score import Scorer, calibrate_thresholds
 from .validation import Plateau, Validator, hold_out, signal_value
 
 FREE_ON_RESUME = {"train.steps", "train.epochs", "train.minutes", "train.threads", "train.log_every",
@@ -436,7 +436,7 @@ class Trainer:
         recalibrate_batchnorm(final, self.data.frames, self.index, t.bn_recalibration, t.batch_size, t.seed,
                               self.device)  # on every rank, same windows (sync BN all-reduces in forward)
         distributed.broadcast_buffers(final)  # plain BN: every rank ends with rank 0's statistics
-        threshold = distributed.run_on_main(self.calibrate_threshold, final)
+        threshold = distributed.run_on_main(calibrate_thresholds, Scorer(final, self.cfg.score), self.data.frames)
         converged = None if self.validator is None else (self.stopped == "converged" or self.plateau.levelled)
         summary = {
             "steps": self.step, "skipped_batches": self.skipped,
@@ -472,26 +472,6 @@ class Trainer:
         rows = [json.loads(line) for line in (self.run_dir / "metrics.jsonl").read_text().splitlines() if line]
         if any("loss" in r for r in rows):
             save_figure(training_figure(rows), self.run_dir / "training.png")
-
-    def calibrate_threshold(self, model: nn.Module, max_frames: int = 600) -> dict:
-        """Score up to ``max_frames`` normal training frames with ``model``: the configured
-        percentile of their frame scores is the detection threshold stored with it (``value``),
-        and that of the maxima of their anomaly maps (:func:`ddlvad.score.anomaly_map`) the
-        threshold of anomalous regions (``region``)."""
-        sc = self.cfg.score
-        per_video = max(self.cfg.data.frames + 1, max_frames // max(len(self.data.frames), 1))
-        scorer = Scorer(model, sc)
-        scores, peaks = [], []
-        for frames in self.data.frames:
-            for r in scorer.stream(np.asarray(frames[:per_video])):
-                if r.error is not None:
-                    scores.append(r.score)
-                    peaks.append(float(anomaly_map(r.error[None], sc).max()))
-        if not scores:
-            return {"value": None, "region": None, "percentile": sc.threshold_percentile, "frames": 0}
-        return {"value": float(np.percentile(scores, sc.threshold_percentile)),
-                "region": float(np.percentile(peaks, sc.threshold_percentile)),
-                "percentile": sc.threshold_percentile, "frames": len(scores), "source": "training frames"}
 
 
 def recalibrate_batchnorm(model: nn.Module, frames: Sequence[np.ndarray], index: WindowIndex, count: int,

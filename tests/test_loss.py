@@ -5,6 +5,7 @@ import math
 import pytest
 import torch
 
+from ddlvad.config import DDLConfig
 from ddlvad.loss import ddl_loss, distinction_loss, pixel_error, recon_loss
 from ddlvad.pseudo_anomaly import AnomalyWeight, blend
 
@@ -45,7 +46,7 @@ def test_distinction_ignores_unmasked_pixels_and_empty_masks():
     assert distinction_loss(TARGET, ANOM, RECON, mask, "norm", 1e-9).item() == pytest.approx(1 / 3, rel=1e-5)
     empty = torch.zeros(1, 1, 2)
     for form in ("pixel", "norm"):
-        assert distinction_loss(TARGET, ANOM, RECON, empty, form).item() == 0.0
+        assert distinction_loss(TARGET, ANOM, RECON, empty, form, 1e-6).item() == 0.0
 
 
 def test_norm_form_averages_per_sample_and_skips_empty_samples():
@@ -58,7 +59,7 @@ def test_norm_form_averages_per_sample_and_skips_empty_samples():
 
 def test_total_is_recon_plus_lambda_dist():
     recon_normal = t([0.4, 0.5])  # e = (0.1, 0) -> L_recon = 0.05
-    parts = ddl_loss(TARGET, recon_normal, ANOM, RECON, MASK, lam=0.5, form="pixel", eps=1e-9)
+    parts = ddl_loss(TARGET, recon_normal, ANOM, RECON, MASK, DDLConfig(lam=0.5, loss_form="pixel", eps=1e-9))
     assert parts.recon.item() == pytest.approx(0.05, rel=1e-5)
     assert parts.dist.item() == pytest.approx(2 / 3, rel=1e-5)
     assert parts.total.item() == pytest.approx(0.05 + 0.5 * 2 / 3, rel=1e-5)
@@ -91,7 +92,7 @@ def test_anomaly_weight_starts_at_half_and_gets_gradient_only_from_distinction()
     recon_a = torch.sigmoid(model(anomalous[:, :, 0]))
     recon_loss(clip[:, :, 0], recon).backward(retain_graph=True)
     assert w.logit.grad is None
-    distinction_loss(clip[:, :, 0], anomalous[:, :, 0], recon_a, mask[:, 0, 0]).backward()
+    distinction_loss(clip[:, :, 0], anomalous[:, :, 0], recon_a, mask[:, 0, 0], "pixel", 1e-6).backward()
     assert w.logit.grad is not None and w.logit.grad.item() != 0
 
 

@@ -58,10 +58,10 @@ class Protocol:
     macro_single_class: str = "skip"
     """Videos with one class have no AUC; ``skip`` leaves them out of the macro mean (the
     only rule; the report shows their ``auc`` as null)."""
-    patch: int = 16
-    """Patch side used by the scorer, pixels. Recorded only; filled in by the caller."""
-    shifted_grid: bool = True
-    """Whether the scorer also used the half-patch-shifted grid. Recorded only."""
+    patch: int | None = None
+    """Patch side used by the scorer (``score.patch``), pixels. Recorded only; filled in by the caller."""
+    shifted_grid: bool | None = None
+    """Whether the scorer also used the half-patch-shifted grid (``score.shifted_grid``). Recorded only."""
 
     def __post_init__(self) -> None:
         if self.smoothing not in SMOOTHINGS:

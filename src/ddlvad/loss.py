@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 import torch
 
+from .config import DDLConfig
+
 
 def pixel_error(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """``e(a, b)``: L2 over channels divided by sqrt(C). ``(B, C, H, W) x2 -> (B, H, W)``."""
@@ -19,7 +21,7 @@ def recon_loss(target: torch.Tensor, recon: torch.Tensor) -> torch.Tensor:
 
 
 def distinction_loss(target: torch.Tensor, anomalous: torch.Tensor, recon_anomalous: torch.Tensor,
-                     mask: torch.Tensor, form: str = "pixel", eps: float = 1e-6) -> torch.Tensor:
+                     mask: torch.Tensor, form: str, eps: float) -> torch.Tensor:
     """Eqs. 5-7 on the middle frame.
 
     target ``X_t``, anomalous ``X_A_t``, recon_anomalous ``f(X_A)``: ``(B, C, H, W)``;
@@ -62,10 +64,11 @@ class LossParts:
 
 def ddl_loss(target: torch.Tensor, recon: torch.Tensor, anomalous: torch.Tensor | None = None,
              recon_anomalous: torch.Tensor | None = None, mask: torch.Tensor | None = None,
-             lam: float = 0.01, form: str = "pixel", eps: float = 1e-6) -> LossParts:
-    """Eq. 3: ``L = L_recon + lambda L_dist``; without the anomalous pair, ``L = L_recon``."""
+             ddl: DDLConfig | None = None) -> LossParts:
+    """Eq. 3: ``L = L_recon + lambda L_dist`` with ``lambda``, the form and ``eps`` of ``ddl``;
+    without the anomalous pair, ``L = L_recon``."""
     rec = recon_loss(target, recon)
-    if anomalous is None:
+    if anomalous is None or ddl is None:
         return LossParts(rec, rec, None)
-    dist = distinction_loss(target, anomalous, recon_anomalous, mask, form, eps)
-    return LossParts(rec + lam * dist, rec, dist)
+    dist = distinction_loss(target, anomalous, recon_anomalous, mask, ddl.loss_form, ddl.eps)
+    return LossParts(rec + ddl.lam * dist, rec, dist)

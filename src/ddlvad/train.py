@@ -204,7 +204,7 @@ class Trainer:
             parts = ddl_loss(clip[:, :, t], recon.float())                   # Eq. 4
         else:
             parts = ddl_loss(clip[:, :, t], recon.float(), anomalous[:, :, t], recon_anomalous.float(),
-                             anomaly.mask[:, 0, t], cfg.ddl.lam, cfg.ddl.loss_form, cfg.ddl.eps)  # Eq. 3
+                             anomaly.mask[:, 0, t], cfg.ddl)                                     # Eq. 3
         values = parts.as_floats()
         if self.world > 1:  # the global batch's values: each rank's share-weighted part, summed
             values = dict(zip(values, distributed.all_sum([v * share for v in values.values()])))

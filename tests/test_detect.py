@@ -380,3 +380,19 @@ def test_a_planted_anomalys_region_is_where_the_anomaly_is(scene):
         visible += 1
         hits += any(iou(r.box, (x1, y1, x2, y2)) >= 0.3 for r in result.regions)
     assert visible >= 5 and hits >= 0.8 * visible, (hits, visible)
+
+
+def test_anomaly_map_is_the_largest_patch_mean_covering_each_pixel():
+    from ddlvad.config import ScoreConfig
+    from ddlvad.score import anomaly_map
+
+    error = torch.rand(2, 12, 10, generator=torch.Generator().manual_seed(0))
+    p = 4
+    got = anomaly_map(error, ScoreConfig(patch=p))
+    brute = torch.full_like(error, -1.0)
+    for y in range(12 - p + 1):  # every window position, stride 1
+        for x in range(10 - p + 1):
+            mean = error[:, y:y + p, x:x + p].mean((1, 2))[:, None, None]
+            brute[:, y:y + p, x:x + p] = torch.maximum(brute[:, y:y + p, x:x + p], mean.expand(-1, p, p))
+    torch.testing.assert_close(got, brute)
+    assert (got.amax((1, 2)) >= frame_scores(error, ScoreConfig(patch=p))).all()

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from scipy.ndimage import gaussian_filter
+from scipy.ndimage import binary_fill_holes, gaussian_filter
 
 from .tracks import Tracks
 
@@ -109,6 +109,13 @@ def _draw(canvas: np.ndarray, ob: _Object, t: int) -> np.ndarray:
     return alpha
 
 
+def _blob(silhouette: np.ndarray) -> np.ndarray:
+    """A silhouette closed (7x7 ellipse) and with its holes filled: one region per object."""
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (7, 7))
+    closed = cv2.morphologyEx(silhouette.astype(np.uint8), cv2.MORPH_CLOSE, kernel) > 0
+    return binary_fill_holes(closed | silhouette)
+
+
 def _box(ob: _Object, W: int, H: int) -> tuple[float, float, float, float] | None:
     """Normalised visible box, or None when the object is out of view."""
     if ob.kind == "vehicle":
@@ -187,8 +194,8 @@ class _SceneRenderer:
             canvas = self.bg.copy()
             for ob in sorted(objects, key=lambda o: o.y):
                 cover = _draw(canvas, ob, t)
-                if ob.anomaly:
-                    masks[t] |= cover > 0.5
+                if ob.anomaly:  # the silhouette as one blob (head, legs and wheels joined), as annotators draw it
+                    masks[t] |= _blob(cover > 0.5)
                 box = _box(ob, W, H)
                 if box is not None:
                     rows.append([t, ob.track, *box, 1.0])

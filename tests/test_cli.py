@@ -57,6 +57,21 @@ def test_raw_protocol_and_gaussian_switch(trained, scene, cli, tmp_path):
     assert code == 0, err
     report = json.loads((tmp_path / "e" / "report.json").read_text())
     assert report["protocol"]["smoothing"] == "none" and report["protocol"]["normalise"] == "minmax"
+    assert report["protocol"]["flip"] is False
+
+
+def test_flip_is_a_protocol_choice_written_into_the_report(trained, scene, cli, tmp_path):
+    run, cache = trained
+    reports = {}
+    for name, extra in (("plain", ()), ("flip", ("--flip",))):
+        code, out, err = cli("evaluate", run, "--data", scene, "--cache-dir", cache, "--quiet", "--protocol", "raw",
+                             "--out", tmp_path / name, "--no-plots", *extra)
+        assert code == 0, err
+        reports[name] = json.loads((tmp_path / name / "report.json").read_text())
+    assert reports["flip"]["protocol"]["flip"] is True and "beyond the paper" in out
+    plain, flipped = (np.array([r["score"] for r in csv.DictReader(open(tmp_path / n / "scores.csv")) if r["score"]],
+                               dtype=float) for n in ("plain", "flip"))
+    assert plain.shape == flipped.shape and not np.allclose(plain, flipped)
 
 
 def test_data_info_json(scene, cli):

@@ -169,3 +169,27 @@ def test_encoder_reuse_scoring_equals_window_by_window(arch, frames):
     h = frames // 2
     assert np.isnan(fast[:h]).all() and np.isnan(fast[len(fast) - h:]).all()
     np.testing.assert_allclose(fast[h:len(fast) - h], naive[h:len(fast) - h], rtol=1e-5, atol=1e-6)
+
+
+def test_flip_averaging_is_the_mean_of_the_two_maps_and_makes_scores_mirror_invariant():
+    """score.flip (beyond the paper): the error map is the mean of the plain map and the mirrored
+    frames' map mirrored back, so mirroring the video cannot change a frame's score, while
+    without it the untrained model scores a video and its mirror image differently."""
+    from ddlvad.export import ScoringModule
+    from ddlvad.score import Scorer
+
+    torch.manual_seed(0)
+    model = C3DSU(1, 16, 3).eval()
+    video = np.random.default_rng(1).integers(0, 256, (9, 32, 48, 1), dtype=np.uint8)
+    mirror = np.ascontiguousarray(video[:, :, ::-1])
+    plain, flipped = Scorer(model, ScoreConfig(patch=8)), Scorer(model, ScoreConfig(patch=8, flip=True))
+    expected = (plain.errors(video) + plain.errors(mirror).flip(-1)) / 2
+    torch.testing.assert_close(flipped.errors(video), expected, rtol=0, atol=0)
+    a, b = flipped.score_video(video)[1:-1], flipped.score_video(mirror)[1:-1]
+    np.testing.assert_allclose(a, b, rtol=1e-5)  # 48 px: both grids are symmetric under mirroring
+    assert np.abs(plain.score_video(video)[1:-1] - plain.score_video(mirror)[1:-1]).max() > 1e-4
+    clips = torch.from_numpy(video).float().div(255).permute(3, 0, 1, 2)      # (C, N, H, W)
+    clips = torch.stack([clips[:, k:k + 3] for k in range(7)])                 # (7, C, 3, H, W)
+    with torch.no_grad():
+        _, _, exported = ScoringModule(model, ScoreConfig(patch=8, flip=True))(clips)
+    np.testing.assert_allclose(exported.numpy(), a, rtol=1e-5, atol=1e-7)

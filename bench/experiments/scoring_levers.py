@@ -8,7 +8,7 @@ re-derived under each variant and evaluated (micro / macro AUC):
 - patch size 8, 16 (the paper's), 24, 32, on both grids (the reference) or the aligned grid
   only (the paper's text);
 - ``dense``: the maximum of the anomaly map (every patch position, stride 1);
-- ``flip``: the error maps of the frames and of their mirror images averaged (test-time
+- ``flip``: the error maps of the frames and of their mirror images averaged (``score.flip``, test-time
   augmentation);
 - each under the ``paper`` protocol (median 17) and, for the paper's patch, also ``raw``,
   ``gaussian`` (sigma 3) and per-video ``minmax`` normalisation.

@@ -116,6 +116,8 @@ FLAGS: dict[str, Flag] = {
     "window": Flag({"type": int, "help": "median filter window (frames)"}),
     "sigma": Flag({"type": float, "help": "gaussian smoothing sigma (frames)"}),
     "normalise": Flag({"choices": _PROTOCOL["normalise"], "help": "per-video score normalisation"}),
+    "flip": Flag({"action": "store_true",
+                  "help": "beyond the paper: average each error map with the mirrored frames' (2x scoring time)"}),
     "no-plots": Flag({"action": "store_true"}),
     # detection
     "source": Flag({"help": "video file, folder of frame images, camera index (0) or stream URL"}),
@@ -196,7 +198,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     from .runs import SCENE_RUN, is_scene_folder
 
     overrides = {k: v for k, v in {"smoothing": args.smoothing, "window": args.window,
-                                   "sigma": args.sigma, "normalise": args.normalise}.items() if v is not None}
+                                   "sigma": args.sigma, "normalise": args.normalise,
+                                   "flip": args.flip or None}.items() if v is not None}
     common = dict(protocol=args.protocol, protocol_overrides=overrides, out=args.out, cache_dir=args.cache_dir,
                   plots=not args.no_plots, progress=not args.quiet)
     if is_scene_folder(args.run):
@@ -290,7 +293,7 @@ COMMANDS: dict[str, Command] = {
                       "force": {"help": "replace the run in --out"}}),
     "evaluate": Command("score the test split and write report.json, scores.csv, plots, report.html", _evaluate,
                         ("run", "data", "dataset", "scene", "cache-dir", "protocol", "smoothing", "window", "sigma",
-                         "normalise", "out", "no-plots", "quiet"),
+                         "normalise", "flip", "out", "no-plots", "quiet"),
                         {"run": {"positional": True, "help": "run folder (holds checkpoint.pt), or a folder of "
                                                               "per-scene runs (scene-*/)"},
                          "out": {"help": "output folder (default: RUN/eval)"}}),

@@ -176,6 +176,9 @@ class ScoreConfig:
     """Side of the square patch whose mean error is a frame's score candidate."""
     shifted_grid: bool = True
     """Also use the grid shifted by patch/2 (reference code); False: aligned grid only."""
+    flip: bool = False
+    """Beyond the paper (docs/method.md §9.29): average each window's error map with that of its
+    mirror image (test-time augmentation; twice the scoring cost)."""
     batch_size: int = 16
     """Windows scored per forward pass."""
     threshold_percentile: float = 99.0

@@ -62,6 +62,9 @@ class Protocol:
     """Patch side used by the scorer (``score.patch``), pixels. Recorded only; filled in by the caller."""
     shifted_grid: bool | None = None
     """Whether the scorer also used the half-patch-shifted grid (``score.shifted_grid``). Recorded only."""
+    flip: bool = False
+    """Beyond the paper (docs/method.md §9.29): error maps averaged with those of the mirrored
+    frames (``score.flip``; ``ddlvad evaluate --flip``)."""
 
     def __post_init__(self) -> None:
         if self.smoothing not in SMOOTHINGS:

@@ -47,6 +47,9 @@ class ScoringModule(nn.Module):
     def forward(self, clip: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         recon = self.model(clip)                                        # (B, C, H, W)
         error = pixel_error(clip[:, :, clip.shape[2] // 2], recon)      # (B, H, W)
+        if self.score.flip:  # docs/method.md §9.29: mean with the mirrored clip's map, mirrored back
+            mirrored = clip.flip(-1)
+            error = (error + pixel_error(mirrored[:, :, clip.shape[2] // 2], self.model(mirrored)).flip(-1)) / 2
         return recon, error, frame_scores(error, self.score)
 
 
@@ -55,7 +58,7 @@ def export_metadata(cfg: Config, ckpt: dict) -> dict:
     d, s = cfg.data, cfg.score
     return {"ddlvad": __version__, "input": "clip (B, C, T, H, W) float32 in [0, 1], RGB or grey",
             "outputs": list(OUTPUTS), "frames": d.frames, "height": d.height, "width": d.width,
-            "channels": d.channels, "patch": s.patch, "shifted_grid": s.shifted_grid,
+            "channels": d.channels, "patch": s.patch, "shifted_grid": s.shifted_grid, "flip": s.flip,
             "threshold": (ckpt.get("threshold") or {}).get("value"), "arch": cfg.model.arch,
             "mode": cfg.ddl.mode, "steps": ckpt.get("step")}
 

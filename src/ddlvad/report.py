@@ -79,7 +79,8 @@ def print_summary(report: dict, stream: TextIO | None = None) -> None:
     stream = stream or sys.stdout
     p = report.get("protocol", {})
     print(f"protocol {p.get('name')}: smoothing={p.get('smoothing')} window={p.get('window')} "
-          f"normalise={p.get('normalise')} edge={p.get('edge_frames')}", file=stream)
+          f"normalise={p.get('normalise')} edge={p.get('edge_frames')}"
+          f"{' flip=true (beyond the paper)' if p.get('flip') else ''}", file=stream)
     print(f"{'video':>10} {'frames':>7} {'abnormal':>9} {'AUC %':>7}", file=stream)
     for vid, v in report.get("videos", {}).items():
         print(f"{vid:>10} {v['frames']:>7} {str(v.get('abnormal')):>9} {_pct(v.get('auc')):>7}", file=stream)

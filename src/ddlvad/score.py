@@ -199,7 +199,15 @@ class Scorer:
     @torch.inference_mode()
     def errors(self, frames: np.ndarray) -> torch.Tensor:
         """Error maps ``(N - T + 1, H, W)`` of every full window of consecutive uint8 frames
-        ``(N, H, W, C)``; the encoder runs once per frame."""
+        ``(N, H, W, C)``; the encoder runs once per frame. With ``score.flip`` (beyond the
+        paper), the mean of the maps of the frames and of their mirror images (mirrored back)."""
+        error = self._errors(frames)
+        if self.cfg.flip:
+            mirrored = self._errors(np.ascontiguousarray(np.asarray(frames)[:, :, ::-1]))
+            error = (error + mirrored.flip(-1)) / 2
+        return error
+
+    def _errors(self, frames: np.ndarray) -> torch.Tensor:
         T = self.frames
         count = len(frames) - T + 1
         x = to_tensor(frames).to(_device(self.model))                 # (N, C, H, W)

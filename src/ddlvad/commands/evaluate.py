@@ -124,8 +124,9 @@ def evaluate(run: str | Path, root: str | Path, *, dataset: str | None = None, s
     for key, value in (("dataset", dataset), ("scene", scene), ("cache_dir", cache_dir)):
         if value is not None:
             setattr(cfg.data, key, value)
-    proto = get_protocol(protocol, patch=cfg.score.patch, shifted_grid=cfg.score.shifted_grid,
-                         **(protocol_overrides or {}))
+    proto = get_protocol(protocol, **{"patch": cfg.score.patch, "shifted_grid": cfg.score.shifted_grid,
+                                      "flip": cfg.score.flip, **(protocol_overrides or {})})
+    cfg.score.flip = proto.flip
     index = index_dataset(root, cfg.data.dataset, cfg.data.scene, splits=("testing",))
     maps = None
     if localisation and any(r.masks is not None for r in index.testing):

@@ -206,8 +206,8 @@ def evaluate_scenes(folder: str | Path, root: str | Path, *, protocol: str = "pa
     if not reports:
         raise UserError(f"none of the scene runs in {folder} has test videos in {root}")
     first = reports[min(reports)]["protocol"]
-    proto = get_protocol(protocol, patch=first["patch"], shifted_grid=first["shifted_grid"],
-                         **(protocol_overrides or {}))
+    proto = get_protocol(protocol, **{"patch": first["patch"], "shifted_grid": first["shifted_grid"],
+                                      "flip": first["flip"], **(protocol_overrides or {})})
     union = compute(videos, proto)
     report = aggregate_scenes(reports, union["auc_micro"])
     report.update({

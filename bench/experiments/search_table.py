@@ -35,7 +35,7 @@ def flat(tree: dict, prefix: str = "") -> dict:
 
 
 def changes(config: dict) -> str:
-    base = flat(Config.preset(config.get("preset", "preset_name", "cpu")).to_dict())
+    base = flat(Config.preset(config.get("preset_name") or config.get("preset") or "cpu").to_dict())
     mine = flat(config)
     diff = [f"{k}={mine[k]}" for k in sorted(mine) if k not in IGNORED and mine[k] != base.get(k)]
     return ", ".join(diff) or "(preset)"

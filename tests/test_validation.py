@@ -12,6 +12,7 @@ from ddlvad import Config
 from ddlvad.checkpoint import load_checkpoint, load_model
 from ddlvad.data.clips import TrainingData
 from ddlvad.data.tracks import VideoTracks
+from ddlvad.runs import convergence_warning
 from ddlvad.train import Trainer, TrainingInterrupted
 from ddlvad.validation import Plateau, Validator, hold_out
 
@@ -82,6 +83,17 @@ def test_plateau_counts_validations_without_a_real_rise():
     assert (p.best, p.best_step) == (0.6, 5)
 
 
+def test_a_flat_signal_below_the_floor_is_not_a_plateau():
+    # an unlearned model: flat at 0.43 (below chance) never levels off; above the floor it can
+    p = Plateau(patience=2, min_improvement=0.01, floor=0.6)
+    for step, value in enumerate([0.43, 0.43, 0.43, 0.43, 0.43]):
+        p.update(value, step)
+        assert p.stale == 0 and not p.levelled
+    for step, value in enumerate([0.7, 0.7, 0.7], start=5):
+        p.update(value, step)
+    assert p.stale == 2 and p.levelled and p.best_step == 5
+
+
 # ---------------------------------------------------------------------- stopping
 def scripted(monkeypatch, aucs):
     """Validator.__call__ returns the AUCs of ``aucs`` in turn (then the last one)."""
@@ -108,6 +120,19 @@ def test_until_converged_drops_the_lr_at_the_first_plateau_and_stops_at_the_seco
     assert lrs == pytest.approx([1e-3] * 6 + [5e-4] * 4)
     assert load_checkpoint(tmp_path / "best.pt")["step"] == 2 and load_checkpoint(tmp_path)["step"] == 10
     assert [r["step"] for r in rows_of(tmp_path) if "val_auc" in r] == [2, 4, 6, 8, 10]
+
+
+def test_a_run_whose_signal_stays_below_the_floor_keeps_its_lr_and_says_it_has_not_learned(tmp_path, monkeypatch):
+    scripted(monkeypatch, [0.43])  # flat below chance: the blurred-scene state of an unlearned model
+    cfg = cfg_with(**{"train.until": "converged", "train.patience": 2, "train.steps": 12})
+    summary = Trainer(cfg, tiny_data(), tmp_path, progress=False).run()
+    assert summary["stopped"] == "steps" and summary["converged"] is False and summary["steps"] == 12
+    assert summary["validation"]["learned"] is False
+    # no drop at the false plateau of step 6 (the schedule's own drop comes at 80 % of the steps)
+    assert {r["lr"] for r in rows_of(tmp_path) if "lr" in r and r["step"] <= 9} == {1e-3}
+    warning = convergence_warning(summary, tmp_path)
+    assert "has not learned" in warning and "--seed" in warning
+    assert "has not learned" in convergence_warning(load_checkpoint(tmp_path / "best.pt"), tmp_path)
 
 
 def test_a_run_that_ends_before_its_signal_levels_off_says_so(tmp_path, monkeypatch, cli, scene):

@@ -158,6 +158,12 @@ class TrainConfig:
     patience: int = 4
     """Validations without an improvement of ``min_improvement`` before the signal counts as
     levelled off (``until=converged`` stops; ``summary.json`` says ``converged``)."""
+    val_floor: float = 0.6
+    """With ``val_metric=auc``: the signal must rise above this before a plateau counts. At or
+    below it the model cannot tell a pseudo anomaly from a clean window (0.5 is chance; an
+    unlearned model that outputs a blurred scene scores about 0.4): it has not learned the
+    scene yet, however flat the signal, so the learning rate does not drop and training does not
+    stop as converged."""
     min_improvement: float = 0.005
     """Smallest rise of the signal that counts (AUC points as fractions; for ``recon``, of
     -log(error): 0.005 is 0.5 % lower error)."""
@@ -330,6 +336,8 @@ class Config:
             raise UserError("train.val_every, train.patience must be >= 1 and train.val_windows >= 2")
         if not 0 < t.val_weight < 1:
             raise UserError(f"train.val_weight={t.val_weight}: must be in (0, 1)")
+        if not 0 <= t.val_floor < 1:
+            raise UserError(f"train.val_floor={t.val_floor}: must be in [0, 1) (0.5 is chance)")
         if t.min_improvement < 0 or t.warmup_steps < 0:
             raise UserError("train.min_improvement and train.warmup_steps must be >= 0")
         if not 0 <= t.ema < 1:

@@ -77,6 +77,11 @@ def convergence_warning(info: dict, run: str | Path) -> str | None:
         return None
     step = info.get("steps", info.get("trained_steps", info.get("step")))
     best = info.get("kept_step", (info.get("validation") or {}).get("best_step"))
+    if info.get("learned", (info.get("validation") or {}).get("learned")) is False:
+        return (f"warning: training ended by its {info.get('stopped') or 'budget'} at step {step} and its validation "
+                f"signal never rose above its floor (train.val_floor): the model has not learned the scene; "
+                f"continue it with `ddlvad train --resume --out {run_dir_of(run)} --steps N` (or --minutes M), "
+                f"or train again with another --seed")
     return (f"warning: training ended by its {info.get('stopped') or 'budget'} at step {step} before its validation "
             f"signal levelled off (best at step {best}): the model may be undertrained; continue it with "
             f"`ddlvad train --resume --out {run_dir_of(run)} --steps N` (or --minutes M)")

@@ -129,7 +129,7 @@ class Trainer:
         self.optimizer = torch.optim.Adam(groups)
         self.base_lrs = [g["lr"] for g in groups]
         self.lr_dropped_at: int | None = None
-        self.plateau = Plateau(t.patience, t.min_improvement)
+        self.plateau = Plateau(t.patience, t.min_improvement, t.val_floor if t.val_metric == "auc" else None)
         self.stopped: str | None = None
         self.validated_at: int | None = None
         self.step = 0
@@ -353,7 +353,7 @@ class Trainer:
         if self.average is not None and ckpt.get("average") is not None:
             self.average.load_state_dict(ckpt["average"])
         if ckpt.get("plateau"):
-            self.plateau = Plateau(**ckpt["plateau"])
+            self.plateau = Plateau(**{**ckpt["plateau"], "floor": self.plateau.floor})
         self.validated_at = ckpt.get("validated_at")
         self.step = int(ckpt["step"])
         self.skipped = int(ckpt.get("skipped", 0))
@@ -450,8 +450,10 @@ class Trainer:
             summary["validation"] = {
                 "fraction": t.val_fraction, "windows": len(self.validator), "metric": t.val_metric,
                 "frames": int(sum(len(f) for f in self.validator.held.frames)),
-                "best_step": self.plateau.best_step, "best_signal": self.plateau.best}
-        extra = {"threshold": threshold, "stopped": self.stopped, "converged": converged}
+                "best_step": self.plateau.best_step, "best_signal": self.plateau.best,
+                "floor": self.plateau.floor, "learned": self.plateau.above_floor(self.plateau.best)}
+        extra = {"threshold": threshold, "stopped": self.stopped, "converged": converged,
+                 "learned": None if self.validator is None else self.plateau.above_floor(self.plateau.best)}
         if separate:
             if main:
                 kept = self.plateau.best_step if self.validator is not None else self.step

@@ -118,17 +118,20 @@ def signal_value(values: dict[str, float], metric: str) -> float:
 class Plateau:
     """Patience on a signal to maximise. :meth:`update` returns True for a new best value;
     :attr:`stale` counts the validations since the signal last rose by more than
-    ``min_improvement`` above the level of the previous such rise."""
+    ``min_improvement`` above the level of the previous such rise. While the signal is at or
+    below ``floor`` (None: no floor) nothing counts as stale: a flat signal there means the
+    model has not learned yet, not that it has finished (docs/method.md §9.27)."""
 
     patience: int
     min_improvement: float
+    floor: float | None = None
     best: float | None = None
     best_step: int | None = None
     level: float | None = None
     stale: int = 0
 
     def update(self, value: float, step: int) -> bool:
-        if self.level is None or value > self.level + self.min_improvement:
+        if self.level is None or value > self.level + self.min_improvement or not self.above_floor(value):
             self.level, self.stale = value, 0
         else:
             self.stale += 1
@@ -141,10 +144,13 @@ class Plateau:
         """Count patience afresh (after the learning rate dropped)."""
         self.stale = 0
 
+    def above_floor(self, value: float | None) -> bool:
+        return value is not None and (self.floor is None or value > self.floor)
+
     @property
     def levelled(self) -> bool:
-        """The signal has not improved for ``patience`` validations."""
-        return self.best is not None and self.stale >= self.patience
+        """The signal, above its floor, has not improved for ``patience`` validations."""
+        return self.above_floor(self.best) and self.stale >= self.patience
 
     def state(self) -> dict:
         return asdict(self)

@@ -131,6 +131,19 @@ def test_modes(tmp_path, mode):
         assert t.weight.logit.item() == 0.0 and lines[-1]["weight"] == 0.5
 
 
+def test_distinction_starts_at_its_step_after_reconstruction_only_steps(tmp_path):
+    t = Trainer(tiny_cfg(**{"ddl.start_step": 3}), tiny_data(), tmp_path, progress=False)
+    t.run()
+    lines = [json.loads(l) for l in (tmp_path / "metrics.jsonl").read_text().splitlines() if "loss" in l]
+    assert [("dist" in l) for l in lines] == [False] * 3 + [True] * 3
+    assert [l["weight"] for l in lines[:3]] == [0.5] * 3 and lines[-1]["weight"] != 0.5
+    (tmp_path / "recon").mkdir()
+    plain = Trainer(tiny_cfg(**{"ddl.mode": "recon"}), tiny_data(), tmp_path / "recon", progress=False)
+    plain.run()
+    first = [json.loads(l) for l in (tmp_path / "recon" / "metrics.jsonl").read_text().splitlines()][:3]
+    assert [l["recon"] for l in lines[:3]] == [l["recon"] for l in first]  # the same steps as recon mode
+
+
 def test_batch_without_masked_pixels_is_skipped(tmp_path):
     data = tiny_data()
     data = TrainingData(data.frames, [None, None], data.video_ids)

@@ -90,6 +90,9 @@ class DDLConfig:
     """epsilon of Eqs. 5-7."""
     logit_lr: float | None = None
     """Learning rate of l; None uses the network's learning rate (reference)."""
+    start_step: int = 0
+    """Steps of reconstruction-only training before the pseudo anomalies and the distinction
+    loss start (0: from the first step, the reference; docs/method.md §9.30)."""
 
 
 @dataclass
@@ -340,6 +343,8 @@ class Config:
             raise UserError(f"train.val_floor={t.val_floor}: must be in [0, 1) (0.5 is chance)")
         if t.min_improvement < 0 or t.warmup_steps < 0:
             raise UserError("train.min_improvement and train.warmup_steps must be >= 0")
+        if self.ddl.start_step < 0:
+            raise UserError(f"ddl.start_step={self.ddl.start_step}: must be >= 0")
         if not 0 <= t.ema < 1:
             raise UserError(f"train.ema={t.ema}: the decay must be in [0, 1) (0 turns it off)")
         if t.clip_grad is not None and not t.clip_grad > 0:

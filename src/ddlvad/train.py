@@ -140,9 +140,10 @@ class Trainer:
         if active:
             from torch.nn.parallel import DistributedDataParallel
 
-            # l has requires_grad only in ddl mode, where every step uses it: no unused parameters
+            # l has requires_grad only in ddl mode, where every step from ddl.start_step uses it
             self.engine = DistributedDataParallel(
-                self.net, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+                self.net, device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                find_unused_parameters=cfg.ddl.start_step > 0)
         if t.compile:
             self.engine = torch.compile(self.engine)
         self.autocast = dict(device_type=self.device.type, dtype=torch.bfloat16, enabled=t.precision == "bf16")
@@ -193,7 +194,9 @@ class Trainer:
             group["lr"] = base * self.lr_factor(step)
 
         clip = gather_clips(self.data.frames, self.index, windows).to(self.device)  # X (B, C, T, H, W)
-        anomaly = self.generator.draw(windows, rngs, clip.shape)             # M, A (None: recon mode)
+        anomaly = None                                                       # recon mode, or before ddl.start_step
+        if step >= cfg.ddl.start_step:
+            anomaly = self.generator.draw(windows, rngs, clip.shape)         # M, A
         if anomaly is not None:
             if distributed.all_sum([anomaly.masked_pixels if share else 0.0])[0] == 0:
                 return None                                                  # no object in the batch

@@ -61,3 +61,12 @@ def test_a_bare_config_round_trips_through_yaml(tmp_path):
     assert Config.from_yaml(tmp_path / "c.yaml") == cfg
     old = {"preset": "cpu", "train": {"lr": 0.5}}  # files of 0.1.0 development builds
     assert Config.from_dict(old).preset_name == "cpu"
+
+
+def test_epochs_flag_replaces_the_presets_step_budget():
+    from ddlvad.cli import build_config, build_parser
+
+    cfg = build_config(build_parser().parse_args(["train", "--data", "x", "--epochs", "3"]))
+    assert (cfg.train.epochs, cfg.train.steps) == (3, None)
+    cfg = build_config(build_parser().parse_args(["train", "--data", "x"]))
+    assert cfg.train.steps == 1500 and cfg.train.until == "converged" and cfg.train.val_fraction == 0.1

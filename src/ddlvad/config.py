@@ -438,7 +438,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "data.width": 192,
         "data.channels": 1,
         "ddl.loss_form": "norm",
-        "train.epochs": 5,
+        "train.steps": 1500,
         "train.batch_size": 8,
         "train.lr": 3e-3,
         "train.checkpoint_every": 100,

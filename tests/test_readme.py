@@ -50,13 +50,13 @@ def test_demo_pipeline_briefly(tmp_path, cli):
     report = json.loads((tmp_path / "demo" / "report.json").read_text())
     assert report["steps"] == 3 and report["stopped"] == "steps" and report["converged"] is False
     assert 0 <= report["auc_micro"] <= 1 and report["localisation"]["rbdc"] is not None
-    assert "stopped by its step budget" in out and "before its validation signal levelled off" in err
+    assert "stopped by its step budget" in out and "has not learned the scene" in err  # 3 steps: below the floor
     assert (tmp_path / "demo" / "run" / "best.pt").is_file()
 
 
 @pytest.mark.slow
 def test_demo_end_to_end(tmp_path):
-    """`ddlvad demo` as the README runs it (about 5 minutes on 2 cores)."""
+    """`ddlvad demo` as the README runs it (about 8 minutes on 2 cores)."""
     out = subprocess.run([sys.executable, "-m", "ddlvad", "demo", "--out", str(tmp_path / "demo"), "--quiet"],
                          capture_output=True, text=True, timeout=900)
     assert out.returncode == 0, out.stderr

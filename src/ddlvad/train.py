@@ -454,9 +454,9 @@ class Trainer:
                 "fraction": t.val_fraction, "windows": len(self.validator), "metric": t.val_metric,
                 "frames": int(sum(len(f) for f in self.validator.held.frames)),
                 "best_step": self.plateau.best_step, "best_signal": self.plateau.best,
-                "floor": self.plateau.floor, "learned": self.plateau.above_floor(self.plateau.best)}
+                "floor": self.plateau.floor, "learned": self.plateau.learned}
         extra = {"threshold": threshold, "stopped": self.stopped, "converged": converged,
-                 "learned": None if self.validator is None else self.plateau.above_floor(self.plateau.best)}
+                 "learned": None if self.validator is None else self.plateau.learned}
         if separate:
             if main:
                 kept = self.plateau.best_step if self.validator is not None else self.step

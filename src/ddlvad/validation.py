@@ -148,9 +148,14 @@ class Plateau:
         return value is not None and (self.floor is None or value > self.floor)
 
     @property
+    def learned(self) -> bool:
+        """The best signal so far is above the floor."""
+        return self.above_floor(self.best)
+
+    @property
     def levelled(self) -> bool:
         """The signal, above its floor, has not improved for ``patience`` validations."""
-        return self.above_floor(self.best) and self.stale >= self.patience
+        return self.learned and self.stale >= self.patience
 
     def state(self) -> dict:
         return asdict(self)

@@ -10,6 +10,11 @@ re-derived under each variant and evaluated (micro / macro AUC):
 - ``dense``: the maximum of the anomaly map (every patch position, stride 1);
 - ``flip``: the error maps of the frames and of their mirror images averaged (``score.flip``, test-time
   augmentation);
+- ``location``: each patch's mean minus its mean on normal training frames (the first
+  ``--normal-frames`` of every training video): a per-position calibration of the error;
+- ``motion``: only patches whose mean absolute frame difference exceeds k times the 90th
+  percentile of that on normal frames (k = 1, 2) compete for the maximum, or every patch
+  weighted by ``m / (m + p90)`` (a motion-aware stand-in for object-aware scoring);
 - each under the ``paper`` protocol (median 17) and, for the paper's patch, also ``raw``,
   ``gaussian`` (sigma 3) and per-video ``minmax`` normalisation.
 
@@ -32,7 +37,7 @@ from ddlvad.checkpoint import load_model
 from ddlvad.data.frames import FrameSpec, FrameStore
 from ddlvad.data.layouts import index_dataset
 from ddlvad.evaluate import evaluate, get_protocol
-from ddlvad.score import Scorer, anomaly_map, frame_scores
+from ddlvad.score import Scorer, anomaly_map, frame_scores, patch_grids
 
 
 def error_maps(scorer: Scorer, frames: np.ndarray, flip: bool) -> tuple[np.ndarray, torch.Tensor]:
@@ -46,29 +51,55 @@ def error_maps(scorer: Scorer, frames: np.ndarray, flip: bool) -> tuple[np.ndarr
     return np.array(index), torch.stack(maps)
 
 
+def motion_maps(frames: np.ndarray, index: np.ndarray) -> torch.Tensor:
+    """(N', H, W) mean absolute difference of each scored frame to its two neighbours (grey)."""
+    x = torch.from_numpy(np.asarray(frames, dtype=np.float32)).mean(-1) / 255   # (N, H, W)
+    diff = (x[1:] - x[:-1]).abs()
+    motion = torch.zeros_like(x)
+    motion[1:] += diff
+    motion[:-1] += diff
+    return motion[index] / 2
+
+
+def patches(maps: torch.Tensor, score) -> torch.Tensor:
+    """(N, H, W) maps -> (N, P) their patch means over the scoring grids."""
+    return torch.cat([means.flatten(1) for _, means in patch_grids(maps, score)], 1)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("run")
     ap.add_argument("--data", required=True)
     ap.add_argument("--cache-dir")
     ap.add_argument("--json")
+    ap.add_argument("--normal-frames", type=int, default=40,
+                    help="frames from the start of each training video for the location and motion statistics")
     args = ap.parse_args()
     model, cfg, _ = load_model(args.run)
     if args.cache_dir:
         cfg.data.cache_dir = args.cache_dir
-    index = index_dataset(args.data, cfg.data.dataset, cfg.data.scene, splits=("testing",))
-    store = FrameStore(index.testing, FrameSpec.from_config(cfg.data), cfg.data.cache_dir)
+    index = index_dataset(args.data, cfg.data.dataset, cfg.data.scene, splits=("training", "testing"))
+    spec = FrameSpec.from_config(cfg.data)
     scorer = Scorer(model, cfg.score)
-    maps = {}
+    normal_error, normal_motion = [], []
+    for frames in FrameStore(index.training, spec, cfg.data.cache_dir).arrays:
+        idx, plain = error_maps(scorer, frames[:args.normal_frames], flip=False)
+        normal_error.append(patches(plain, cfg.score))
+        normal_motion.append(patches(motion_maps(frames[:args.normal_frames], idx), cfg.score))
+    normal_mean = torch.cat(normal_error).mean(0)                         # (P,)
+    motion_p90 = float(torch.quantile(torch.cat(normal_motion).flatten()[::7], 0.9))
+    store = FrameStore(index.testing, spec, cfg.data.cache_dir)
+    maps, motion = {}, {}
     for record, frames in zip(store.videos, store.arrays):
         idx, plain = error_maps(scorer, frames, flip=False)
         _, mirrored = error_maps(scorer, frames, flip=True)
         maps[record.video_id] = (len(frames), idx, plain, mirrored, record.labels)
+        motion[record.video_id] = patches(motion_maps(frames, idx), cfg.score)
 
     def scores_of(video, reduce) -> np.ndarray:
         n, idx, plain, mirrored, _ = maps[video]
         out = np.full(n, np.nan)
-        out[idx] = reduce(plain, mirrored).numpy()
+        out[idx] = reduce(plain, mirrored, motion[video]).numpy()
         return out
 
     variants = {}
@@ -76,9 +107,15 @@ def main() -> None:
         for shifted in (True, False):
             sc = dataclasses.replace(cfg.score, patch=patch, shifted_grid=shifted)
             variants[f"patch {patch}{'' if shifted else ', aligned grid only'}"] = \
-                lambda p, m, sc=sc: frame_scores(p, sc)
-    variants["dense (anomaly-map max)"] = lambda p, m: anomaly_map(p, cfg.score).amax((1, 2))
-    variants["flip (mean of mirrored maps)"] = lambda p, m: frame_scores((p + m) / 2, cfg.score)
+                lambda p, m, mo, sc=sc: frame_scores(p, sc)
+    variants["dense (anomaly-map max)"] = lambda p, m, mo: anomaly_map(p, cfg.score).amax((1, 2))
+    variants["flip (mean of mirrored maps)"] = lambda p, m, mo: frame_scores((p + m) / 2, cfg.score)
+    variants["location (minus normal mean)"] = lambda p, m, mo: (patches(p, cfg.score) - normal_mean).amax(1)
+    for k in (1, 2):
+        variants[f"motion > {k} x p90 only"] = lambda p, m, mo, k=k: \
+            torch.where(mo > k * motion_p90, patches(p, cfg.score), 0.0).amax(1)
+    variants["motion-weighted m/(m+p90)"] = lambda p, m, mo: \
+        (patches(p, cfg.score) * mo / (mo + motion_p90)).amax(1)
     rows = []
     for name, reduce in variants.items():
         videos = {v: (scores_of(v, reduce), maps[v][4]) for v in maps}
@@ -86,6 +123,7 @@ def main() -> None:
         for protocol in protocols:
             report = evaluate(videos, get_protocol(protocol))
             rows.append({"variant": name, "protocol": protocol, "auc_micro": report["auc_micro"],
+                         "videos": {v: row["auc"] for v, row in report["videos"].items()},
                          "auc_macro": report["auc_macro"]})
     print(f"machine: {machine()}\nrun: {args.run}")
     print(f"{'variant':34} {'protocol':9} {'micro':>7} {'macro':>7}")

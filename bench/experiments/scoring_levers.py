@@ -51,6 +51,24 @@ def error_maps(scorer: Scorer, frames: np.ndarray, flip: bool) -> tuple[np.ndarr
     return np.array(index), torch.stack(maps)
 
 
+@dataclasses.dataclass
+class VideoMaps:
+    """One test video's scored frames: error maps and the patch statistics the variants read."""
+
+    frames: int
+    index: np.ndarray
+    """Indices of the scored frames."""
+    labels: np.ndarray | None
+    plain: torch.Tensor
+    """(N', H, W) error maps."""
+    mirrored: torch.Tensor
+    """(N', H, W) error maps of the mirrored frames, mirrored back."""
+    means: torch.Tensor
+    """(N', P) patch means of ``plain`` over the scoring grids."""
+    motion: torch.Tensor
+    """(N', P) patch means of the frames' motion (:func:`motion_maps`)."""
+
+
 def motion_maps(frames: np.ndarray, index: np.ndarray) -> torch.Tensor:
     """(N', H, W) mean absolute difference of each scored frame to its two neighbours (grey)."""
     x = torch.from_numpy(np.asarray(frames, dtype=np.float32)).mean(-1) / 255   # (N, H, W)
@@ -87,19 +105,18 @@ def main() -> None:
         normal_error.append(patches(plain, cfg.score))
         normal_motion.append(patches(motion_maps(frames[:args.normal_frames], idx), cfg.score))
     normal_mean = torch.cat(normal_error).mean(0)                         # (P,)
-    motion_p90 = float(torch.quantile(torch.cat(normal_motion).flatten()[::7], 0.9))
+    motion_p90 = float(torch.quantile(torch.cat(normal_motion).flatten()[::7], 0.9))  # every 7th patch: a thinned sample
     store = FrameStore(index.testing, spec, cfg.data.cache_dir)
-    maps, motion = {}, {}
+    maps = {}
     for record, frames in zip(store.videos, store.arrays):
         idx, plain = error_maps(scorer, frames, flip=False)
         _, mirrored = error_maps(scorer, frames, flip=True)
-        maps[record.video_id] = (len(frames), idx, plain, mirrored, record.labels)
-        motion[record.video_id] = patches(motion_maps(frames, idx), cfg.score)
+        maps[record.video_id] = VideoMaps(len(frames), idx, record.labels, plain, mirrored,
+                                          patches(plain, cfg.score), patches(motion_maps(frames, idx), cfg.score))
 
-    def scores_of(video, reduce) -> np.ndarray:
-        n, idx, plain, mirrored, _ = maps[video]
-        out = np.full(n, np.nan)
-        out[idx] = reduce(plain, mirrored, motion[video]).numpy()
+    def scores_of(v: VideoMaps, reduce) -> np.ndarray:
+        out = np.full(v.frames, np.nan)
+        out[v.index] = reduce(v).numpy()
         return out
 
     variants = {}
@@ -107,18 +124,17 @@ def main() -> None:
         for shifted in (True, False):
             sc = dataclasses.replace(cfg.score, patch=patch, shifted_grid=shifted)
             variants[f"patch {patch}{'' if shifted else ', aligned grid only'}"] = \
-                lambda p, m, mo, sc=sc: frame_scores(p, sc)
-    variants["dense (anomaly-map max)"] = lambda p, m, mo: anomaly_map(p, cfg.score).amax((1, 2))
-    variants["flip (mean of mirrored maps)"] = lambda p, m, mo: frame_scores((p + m) / 2, cfg.score)
-    variants["location (minus normal mean)"] = lambda p, m, mo: (patches(p, cfg.score) - normal_mean).amax(1)
+                lambda v, sc=sc: frame_scores(v.plain, sc)
+    variants["dense (anomaly-map max)"] = lambda v: anomaly_map(v.plain, cfg.score).amax((1, 2))
+    variants["flip (mean of mirrored maps)"] = lambda v: frame_scores((v.plain + v.mirrored) / 2, cfg.score)
+    variants["location (minus normal mean)"] = lambda v: (v.means - normal_mean).amax(1)
     for k in (1, 2):
-        variants[f"motion > {k} x p90 only"] = lambda p, m, mo, k=k: \
-            torch.where(mo > k * motion_p90, patches(p, cfg.score), 0.0).amax(1)
-    variants["motion-weighted m/(m+p90)"] = lambda p, m, mo: \
-        (patches(p, cfg.score) * mo / (mo + motion_p90)).amax(1)
+        variants[f"motion > {k} x p90 only"] = lambda v, k=k: \
+            torch.where(v.motion > k * motion_p90, v.means, 0.0).amax(1)
+    variants["motion-weighted m/(m+p90)"] = lambda v: (v.means * v.motion / (v.motion + motion_p90)).amax(1)
     rows = []
     for name, reduce in variants.items():
-        videos = {v: (scores_of(v, reduce), maps[v][4]) for v in maps}
+        videos = {video: (scores_of(v, reduce), v.labels) for video, v in maps.items()}
         protocols = ("paper", "raw", "gaussian", "minmax") if name == "patch 16" else ("paper",)
         for protocol in protocols:
             report = evaluate(videos, get_protocol(protocol))

@@ -68,5 +68,9 @@ def test_epochs_flag_replaces_the_presets_step_budget():
 
     cfg = build_config(build_parser().parse_args(["train", "--data", "x", "--epochs", "3"]))
     assert (cfg.train.epochs, cfg.train.steps) == (3, None)
+    cfg = build_config(build_parser().parse_args(["train", "--data", "x", "--set", "train.epochs=2"]))
+    assert (cfg.train.epochs, cfg.train.steps) == (2, None)
+    cfg = build_config(build_parser().parse_args(["train", "--data", "x", "--epochs", "2", "--set", "train.steps=40"]))
+    assert (cfg.train.epochs, cfg.train.steps) == (2, 40)
     cfg = build_config(build_parser().parse_args(["train", "--data", "x"]))
     assert cfg.train.steps == 1500 and cfg.train.until == "converged" and cfg.train.val_fraction == 0.1

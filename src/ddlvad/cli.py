@@ -367,10 +367,12 @@ def build_config(args: argparse.Namespace) -> Config:
         flags["data.frames"] = 1
     if arch == "c3dsu" and frames is None and cfg.data.frames == 1:
         flags["data.frames"] = 3
-    if flags.get("train.epochs") is not None and flags.get("train.steps") is None:
-        cfg.train.steps = None  # --epochs alone replaces the preset's step budget (cpu: 1500)
+    sets = getattr(args, "set", None) or []
+    given = {k for k, v in flags.items() if v is not None} | {s.partition("=")[0].strip() for s in sets}
+    if "train.epochs" in given and "train.steps" not in given:
+        cfg.train.steps = None  # epochs alone (flag or --set) replace the preset's step budget (cpu: 1500)
     cfg.apply({k: v for k, v in flags.items() if v is not None})
-    cfg.override(getattr(args, "set", None) or [])
+    cfg.override(sets)
     return cfg.validate()
 
 

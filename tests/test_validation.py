@@ -72,6 +72,8 @@ def test_the_signal_is_the_same_at_every_validation_of_the_same_model():
     validator = Validator(cfg_with(), held)
     assert validator(model) == validator(model)  # fixed masks and noise, eval mode
     assert len(validator) == 8 and 0 <= validator(model)["val_auc"] <= 1
+    # the weight given replaces train.val_weight: at s = 0 the pseudo anomaly is the clean window
+    assert validator(model)["val_auc"] != 0.5 and validator(model, 0.0)["val_auc"] == 0.5
 
 
 def test_plateau_counts_validations_without_a_real_rise():
@@ -95,11 +97,15 @@ def test_a_flat_signal_below_the_floor_is_not_a_plateau():
 
 
 # ---------------------------------------------------------------------- stopping
-def scripted(monkeypatch, aucs):
-    """Validator.__call__ returns the AUCs of ``aucs`` in turn (then the last one)."""
+def scripted(monkeypatch, aucs, check=0.45):
+    """Validator.__call__ returns the AUCs of ``aucs`` in turn (then the last one), and ``check``
+    when called with the stronger weight of the end-of-run check."""
     calls = []
 
-    def fake(self, model):
+    def fake(self, model, weight=None):
+        if weight is not None:
+            assert weight == self.cfg.train.val_check_weight
+            return {"val_recon": 0.1, "val_auc": check}
         calls.append(1)
         return {"val_recon": 0.1, "val_auc": aucs[min(len(calls), len(aucs)) - 1]}
 
@@ -130,9 +136,22 @@ def test_a_run_whose_signal_stays_below_the_floor_keeps_its_lr_and_says_it_has_n
     assert summary["validation"]["learned"] is False
     # no drop at the false plateau of step 6 (the schedule's own drop comes at 80 % of the steps)
     assert {r["lr"] for r in rows_of(tmp_path) if "lr" in r and r["step"] <= 9} == {1e-3}
+    assert summary["validation"]["check"] == {"weight": 0.5, "val_auc": 0.45, "above_floor": False}
     warning = convergence_warning(summary, tmp_path)
     assert "has not learned" in warning and "--seed" in warning
     assert "has not learned" in convergence_warning(load_checkpoint(tmp_path / "best.pt"), tmp_path)
+
+
+def test_a_signal_too_faint_for_the_scene_is_told_apart_from_a_model_that_has_not_learned(tmp_path, monkeypatch):
+    # the Avenue sample: 0.51 at s = 0.2 for the whole run, 0.91 for the same model at s = 0.5
+    scripted(monkeypatch, [0.51], check=0.91)
+    cfg = cfg_with(**{"train.until": "converged", "train.patience": 2, "train.steps": 6})
+    summary = Trainer(cfg, tiny_data(), tmp_path, progress=False).run()
+    assert summary["validation"]["learned"] is False
+    assert summary["validation"]["check"] == {"weight": 0.5, "val_auc": 0.91, "above_floor": True}
+    for info in (summary, load_checkpoint(tmp_path / "best.pt")):
+        warning = convergence_warning(info, tmp_path)
+        assert "has learned" in warning and "train.val_weight=0.5" in warning and "not learned" not in warning
 
 
 def test_a_run_that_ends_before_its_signal_levels_off_says_so(tmp_path, monkeypatch, cli, scene):

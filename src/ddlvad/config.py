@@ -167,6 +167,11 @@ class TrainConfig:
     unlearned model that outputs a blurred scene scores about 0.4): it has not learned the
     scene yet, however flat the signal, so the learning rate does not drop and training does not
     stop as converged."""
+    val_check_weight: float = 0.5
+    """When the signal never rose above ``val_floor``, the kept model is validated once more at the
+    end with pseudo anomalies of this stronger weight. Above the floor there, the model has
+    learned and the default pseudo anomalies are too faint for the scene (small objects in a
+    textured scene, as on Avenue: bench/RESULTS.md); the run says so instead of "not learned"."""
     min_improvement: float = 0.005
     """Smallest rise of the signal that counts (AUC points as fractions; for ``recon``, of
     -log(error): 0.005 is 0.5 % lower error)."""

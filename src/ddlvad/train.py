@@ -449,14 +449,16 @@ class Trainer:
             "training_windows": len(self.index), "processes": self.world, "version": __version__,
             "machine": machine_info(self.device),
         }
+        extra = {"threshold": threshold, "stopped": self.stopped, "converged": converged,
+                 "learned": None if self.validator is None else self.plateau.learned}
         if self.validator is not None:
             summary["validation"] = {
                 "fraction": t.val_fraction, "windows": len(self.validator), "metric": t.val_metric,
                 "frames": int(sum(len(f) for f in self.validator.held.frames)),
                 "best_step": self.plateau.best_step, "best_signal": self.plateau.best,
                 "floor": self.plateau.floor, "learned": self.plateau.learned}
-        extra = {"threshold": threshold, "stopped": self.stopped, "converged": converged,
-                 "learned": None if self.validator is None else self.plateau.learned}
+            if not self.plateau.learned and t.val_metric == "auc":
+                extra["check"] = summary["validation"]["check"] = self.stronger_check(final)
         if separate:
             if main:
                 kept = self.plateau.best_step if self.validator is not None else self.step
@@ -469,6 +471,13 @@ class Trainer:
             atomic_write(self.run_dir / "summary.json", json.dumps(summary, indent=2))
             self.plot_training()
         return summary
+
+    def stronger_check(self, model: nn.Module) -> dict:
+        """The kept model's validation AUC with pseudo anomalies of ``train.val_check_weight``:
+        tells a model that has not learned from a signal too faint for the scene."""
+        weight = self.cfg.train.val_check_weight
+        auc = distributed.broadcast(self.validator(model, weight))["val_auc"]
+        return {"weight": weight, "val_auc": auc, "above_floor": self.plateau.above_floor(auc)}
 
     def plot_training(self) -> None:
         """``RUN/training.png``: losses, anomaly weight and validation signals over the steps."""

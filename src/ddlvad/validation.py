@@ -82,13 +82,14 @@ class Validator:
         return len(self.windows)
 
     @torch.inference_mode()
-    def __call__(self, model: nn.Module) -> dict[str, float]:
-        """``val_recon`` and ``val_auc`` of ``model`` (put in eval mode, then back)."""
+    def __call__(self, model: nn.Module, weight: float | None = None) -> dict[str, float]:
+        """``val_recon`` and ``val_auc`` of ``model`` (put in eval mode, then back); ``val_auc``
+        with pseudo anomalies of ``weight`` (None: ``train.val_weight``)."""
         was_training = model.training
         model.eval()
         device = next(model.parameters()).device
         t = self.cfg.data.frames // 2
-        weight = torch.tensor(self.cfg.train.val_weight)
+        weight = torch.tensor(self.cfg.train.val_weight if weight is None else weight)
         clean, noised, errors = [], [], []
         step = self.cfg.score.batch_size
         for i in range(0, len(self.windows), step):

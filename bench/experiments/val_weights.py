@@ -24,20 +24,16 @@ from scipy.stats import spearmanr
 
 from bench.common import machine
 from ddlvad.checkpoint import load_checkpoint, load_model
+from ddlvad.commands.train import training_data
 from ddlvad.data.clips import TrainingData
-from ddlvad.data.frames import FrameSpec, FrameStore
-from ddlvad.data.layouts import index_dataset
-from ddlvad.objects.dataset import training_tracks
 from ddlvad.validation import Validator, hold_out
 
 
 def held_out_windows(cfg, root: str) -> TrainingData:
     """The run's held-out frames and tracks, as its training split them off."""
-    index = index_dataset(root, cfg.data.dataset, cfg.data.scene, splits=("training",))
-    store = FrameStore.of_split(index, "training", FrameSpec.from_config(cfg.data), cfg.data.cache_dir, False)
-    tracks = training_tracks(cfg, index, store, None, False, lambda line: None)
-    data = TrainingData(store.arrays, tracks, [r.video_id for r in store.videos])
-    return hold_out(data, cfg.train.val_fraction or 0.1, cfg.data.frames)[1]
+    if not cfg.train.val_fraction:
+        raise SystemExit("the run held nothing out (train.val_fraction=0): it has no validation windows")
+    return hold_out(training_data(cfg, root), cfg.train.val_fraction, cfg.data.frames)[1]
 
 
 def main() -> None:

@@ -75,16 +75,17 @@ def convergence_warning(info: dict, run: str | Path) -> str | None:
     ended by its step or time budget while the validation signal was still rising."""
     if info.get("converged") is not False:
         return None
+    validation = info.get("validation") or {}  # summary.json; a kept model's checkpoint has the keys at the top
     step = info.get("steps", info.get("trained_steps", info.get("step")))
-    best = info.get("kept_step", (info.get("validation") or {}).get("best_step"))
-    check = info.get("check", (info.get("validation") or {}).get("check")) or {}
+    best = info.get("kept_step", validation.get("best_step"))
+    check = info.get("check", validation.get("check")) or {}
     if check.get("above_floor"):
         return (f"warning: training ended by its {info.get('stopped') or 'budget'} at step {step} and its validation "
                 f"signal never rose above its floor (train.val_floor), but with stronger pseudo anomalies "
                 f"(s = {check['weight']:g}) it does (AUC {check['val_auc']:.2f}): the model has learned, and the "
                 f"default ones are too faint for this scene; train again with --set train.val_weight="
                 f"{check['weight']:g} to validate with stronger ones")
-    if info.get("learned", (info.get("validation") or {}).get("learned")) is False:
+    if info.get("learned", validation.get("learned")) is False:
         return (f"warning: training ended by its {info.get('stopped') or 'budget'} at step {step} and its validation "
                 f"signal never rose above its floor (train.val_floor): the model has not learned the scene; "
                 f"continue it with `ddlvad train --resume --out {run_dir_of(run)} --steps N` (or --minutes M), "

@@ -28,15 +28,12 @@ def train(cfg: Config, root: str | Path, out: str | Path, *, resume: bool = Fals
     if distributed.is_active():
         check_global_batch(cfg.train.batch_size, distributed.world_size())
     distributed.run_on_main(prepare_run_dir, out, resume, force)
-    index = index_dataset(root, cfg.data.dataset, cfg.data.scene, splits=("training",))
     with distributed.local_main_first():  # fill the frame and track caches once per machine
-        store = FrameStore.of_split(index, "training", FrameSpec.from_config(cfg.data), cfg.data.cache_dir, progress)
-        tracks = training_tracks(cfg, index, store, tracks_file, progress, log)
-    data = TrainingData(store.arrays, tracks, [r.video_id for r in store.videos])
+        data = training_data(cfg, root, tracks_file, progress, log)
     trainer = Trainer(cfg, data, out, progress=progress)
     where = f" on {trainer.world} processes ({trainer.device.type})" if trainer.world > 1 else ""
     log(f"training {cfg.model.arch} ({cfg.ddl.mode}) on {len(trainer.index)} windows of "
-        f"{len(store)} videos for {trainer.total_steps} steps{where} -> {out}")
+        f"{len(data.frames)} videos for {trainer.total_steps} steps{where} -> {out}")
     summary = trainer.run(resume=resume)
     why = {"steps": "its step budget", "minutes": "its time budget", "converged": "convergence"}.get(
         summary["stopped"], summary["stopped"])
@@ -46,3 +43,13 @@ def train(cfg: Config, root: str | Path, out: str | Path, *, resume: bool = Fals
     if warning:
         log(warning)
     return summary
+
+
+def training_data(cfg: Config, root: str | Path, tracks_file: str | Path | None = None, progress: bool = False,
+                  log: Log = silent) -> TrainingData:
+    """The training split of ``root`` as the network sees it: frames decoded and resized for
+    ``cfg.data`` (cached), with the objects' tracks (``tracks_file``, the cache, or tracked now)."""
+    index = index_dataset(root, cfg.data.dataset, cfg.data.scene, splits=("training",))
+    store = FrameStore.of_split(index, "training", FrameSpec.from_config(cfg.data), cfg.data.cache_dir, progress)
+    tracks = training_tracks(cfg, index, store, tracks_file, progress, log)
+    return TrainingData(store.arrays, tracks, [r.video_id for r in store.videos])

@@ -93,6 +93,10 @@ class DDLConfig:
     start_step: int = 0
     """Steps of reconstruction-only training before the pseudo anomalies and the distinction
     loss start (0: from the first step, the reference; docs/method.md §9.30)."""
+    paste: float = 0.0
+    """Fraction of the pseudo anomalies that are, instead of noise, the chosen object's own
+    pixels moved to a place where no training object has been (beyond the paper; 0: noise
+    only, the paper; docs/method.md §9.31). Needs ``data.masks=tracks``."""
 
 
 @dataclass
@@ -322,6 +326,11 @@ class Config:
             raise UserError(f"train.lr={t.lr} (--lr): must be > 0")
         if l.logit_lr is not None and l.logit_lr < 0:
             raise UserError(f"ddl.logit_lr={l.logit_lr}: must be >= 0")
+        if not 0 <= l.paste <= 1:
+            raise UserError(f"ddl.paste={l.paste}: must be a fraction in [0, 1]")
+        if l.paste and d.masks != "tracks":
+            raise UserError(f"ddl.paste={l.paste} moves tracked objects: it needs data.masks=tracks, "
+                            f"not {d.masks!r}")
         if not 0 < t.lr_drop_at <= 1:
             raise UserError(f"train.lr_drop_at={t.lr_drop_at}: must be in (0, 1]")
         if t.log_every < 1 or t.checkpoint_every < 1:

@@ -2,7 +2,9 @@
 
 *Where*: the box of one tracked object present in all T frames of a window (or a random box,
 ``data.masks=random``), as a mask ``M``. *What*: uniform noise ``A ~ U[0, 1)``. *How much*:
-the anomaly weight ``s = sigmoid(l)``, learned in ``ddl`` mode (Eqs. 1-2).
+the anomaly weight ``s = sigmoid(l)``, learned in ``ddl`` mode (Eqs. 1-2). Beyond the paper,
+``ddl.paste`` replaces the noise of some windows by the object itself, moved to a place where
+no training object has been and pasted at full weight (docs/method.md §9.31).
 
 Every random draw of a window comes from its own numpy generator keyed by ``(seed, step,
 position in the global batch)`` (:func:`window_rngs`), so a window's mask and noise do not
@@ -26,6 +28,11 @@ from .data.tracks import VideoTracks
 
 RANDOM_BOX_SIDES = (0.1, 0.3)
 """Sides of a random box (``data.masks=random``), as fractions of the frame, drawn uniformly."""
+FOREGROUND_DIFFERENCE = 0.1
+"""A pixel of an object's box belongs to the object (``ddl.paste``) where it differs from the
+video's median frame by more than this (intensity in [0, 1], largest over channels)."""
+MIN_FOREGROUND = 16
+"""Fewer object pixels than this in the middle frame: the window keeps its noise."""
 
 
 class AnomalyWeight(nn.Module):
@@ -60,14 +67,18 @@ class PseudoAnomaly:
     mask: torch.Tensor
     """``M``: ``(B, 1, T, H, W)`` of 0/1; a window without a usable object has an empty mask."""
     noise: torch.Tensor
-    """``A``: ``(B, C, T, H, W)`` uniform in [0, 1)."""
+    """``A``: ``(B, C, T, H, W)`` uniform in [0, 1) (a pasted window: the clip, moved)."""
+    pasted: torch.Tensor | None = None
+    """``(B,)`` bool: windows whose ``A`` is their moved object, blended at weight 1
+    (``ddl.paste``); None: all noise."""
 
     @property
     def masked_pixels(self) -> float:
         return float(self.mask.sum())
 
     def to(self, device: torch.device) -> PseudoAnomaly:
-        return PseudoAnomaly(self.mask.to(device), self.noise.to(device))
+        pasted = None if self.pasted is None else self.pasted.to(device)
+        return PseudoAnomaly(self.mask.to(device), self.noise.to(device), pasted)
 
 
 class PseudoAnomalyGenerator(nn.Module):
@@ -78,7 +89,8 @@ class PseudoAnomalyGenerator(nn.Module):
     windows of those videos.
     """
 
-    def __init__(self, cfg: Config, tracks: Sequence[VideoTracks | None], index: WindowIndex):
+    def __init__(self, cfg: Config, tracks: Sequence[VideoTracks | None], index: WindowIndex,
+                 frames: Sequence[np.ndarray] | None = None):
         super().__init__()
         self.weight = AnomalyWeight(cfg.ddl.init_logit, trainable=cfg.ddl.mode == "ddl")
         self.active = cfg.ddl.mode != "recon"
@@ -86,11 +98,18 @@ class PseudoAnomalyGenerator(nn.Module):
         self.size = (cfg.data.height, cfg.data.width)
         self.tracks = list(tracks)
         self.index = index
+        self.paste = cfg.ddl.paste if self.active else 0.0
+        self.mover: ObjectMover | None = None
+        if self.paste:
+            if frames is None:
+                raise ValueError("ddl.paste needs the training frames")
+            self.mover = ObjectMover(frames, self.tracks, *self.size)
 
-    def draw(self, windows: np.ndarray, rngs: Sequence[np.random.Generator], clip_shape: torch.Size
+    def draw(self, windows: np.ndarray, rngs: Sequence[np.random.Generator], clip: torch.Tensor
              ) -> PseudoAnomaly | None:
-        """Mask and noise of ``windows`` (window ``b`` drawn from ``rngs[b]``: first its mask,
-        then its noise); None in ``recon`` mode, which has no pseudo anomalies."""
+        """Mask and noise of ``windows`` of ``clip`` (window ``b`` drawn from ``rngs[b]``: first
+        its mask, then (``ddl.paste``) whether and where its object moves, then its noise);
+        None in ``recon`` mode, which has no pseudo anomalies."""
         if not self.active:
             return None
         h, w = self.size
@@ -98,11 +117,81 @@ class PseudoAnomalyGenerator(nn.Module):
             mask = object_masks(self.tracks, self.index, windows, h, w, rngs)
         else:
             mask = random_masks(self.index.frames, h, w, rngs)
-        return PseudoAnomaly(mask, uniform_noise(clip_shape, rngs))
+        if self.mover is None:
+            return PseudoAnomaly(mask, uniform_noise(clip.shape, rngs))
+        moves = [self.mover.move(clip[b], mask[b], int(self.index.video[wi]), rng)
+                 if rng.random() < self.paste else None
+                 for b, (wi, rng) in enumerate(zip(windows, rngs))]
+        noise = uniform_noise(clip.shape, rngs)
+        pasted = torch.tensor([m is not None for m in moves])
+        for b, move in enumerate(moves):
+            if move is not None:
+                mask[b], noise[b] = move
+        return PseudoAnomaly(mask, noise, pasted)
 
     def forward(self, clip: torch.Tensor, anomaly: PseudoAnomaly) -> torch.Tensor:
-        """``X_A`` (Eqs. 1-2) with the current weight ``s``."""
-        return blend(clip, anomaly.mask, self.weight(), anomaly.noise)
+        """``X_A`` (Eqs. 1-2) with the current weight ``s`` (1 for a moved object)."""
+        weight = self.weight()
+        if anomaly.pasted is not None:
+            weight = torch.where(anomaly.pasted, torch.ones_like(weight), weight).view(-1, 1, 1, 1, 1)
+        return blend(clip, anomaly.mask, weight, anomaly.noise)
+
+
+class ObjectMover:
+    """``ddl.paste`` (docs/method.md §9.31): an object's pixels moved, in all T frames by the
+    same offset, to a place where no training object has been.
+
+    The object's pixels are those of its box that differ from the video's median frame by more
+    than :data:`FOREGROUND_DIFFERENCE`; "no object has been" is a box of the same size in the
+    middle frame that overlaps no tracked box of any training frame.
+    """
+
+    def __init__(self, frames: Sequence[np.ndarray], tracks: Sequence[VideoTracks | None],
+                 height: int, width: int):
+        self.backgrounds = [torch.from_numpy(np.median(f[:: max(1, len(f) // 50)], axis=0).astype(np.float32) / 255)
+                            .permute(2, 0, 1) for f in frames]                    # (C, H, W) per video
+        occupied = np.zeros((height, width), np.int64)
+        for vt in tracks:
+            for box in ([] if vt is None else vt.rows[:, 2:6]):
+                x1, y1, x2, y2 = box_to_pixels(box, height, width)
+                occupied[y1:y2, x1:x2] = 1
+        self.integral = np.pad(occupied.cumsum(0).cumsum(1), ((1, 0), (1, 0)))
+
+    def free_corners(self, bh: int, bw: int) -> np.ndarray:
+        """``(n, 2)`` top-left corners ``(y, x)`` of the ``bh x bw`` boxes inside the frame that
+        overlap no training object."""
+        ii = self.integral
+        inside = ii[bh:, bw:] - ii[:-bh, bw:] - ii[bh:, :-bw] + ii[:-bh, :-bw]
+        return np.argwhere(inside == 0)
+
+    def move(self, clip: torch.Tensor, box_mask: torch.Tensor, video: int, rng: np.random.Generator
+             ) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """``(mask, A)`` of one window ``clip (C, T, H, W)`` whose object's boxes are
+        ``box_mask (1, T, H, W)``: the object's pixels at their new place and the clip moved
+        there; None when the object has too few pixels or no free place fits it."""
+        t = clip.shape[1] // 2
+        foreground = ((clip - self.backgrounds[video][:, None]).abs().amax(0, keepdim=True)
+                      > FOREGROUND_DIFFERENCE) & (box_mask > 0)                  # (1, T, H, W)
+        if int(foreground[0, t].sum()) < MIN_FOREGROUND:
+            return None
+        ys, xs = torch.nonzero(box_mask[0, t], as_tuple=True)
+        y0, x0 = int(ys.min()), int(xs.min())
+        corners = self.free_corners(int(ys.max()) - y0 + 1, int(xs.max()) - x0 + 1)
+        if not len(corners):
+            return None
+        y, x = corners[rng.integers(len(corners))]
+        dy, dx = int(y) - y0, int(x) - x0
+        return shift(foreground.float(), dy, dx), shift(clip, dy, dx)
+
+
+def shift(x: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
+    """``x (..., H, W)`` moved by ``dy`` rows and ``dx`` columns; what leaves the frame is
+    dropped, what enters is 0."""
+    out = torch.zeros_like(x)
+    h, w = x.shape[-2:]
+    out[..., max(dy, 0):h + min(dy, 0), max(dx, 0):w + min(dx, 0)] = \
+        x[..., max(-dy, 0):h + min(-dy, 0), max(-dx, 0):w + min(-dx, 0)]
+    return out
 
 
 # ---------------------------------------------------------------------- the draws

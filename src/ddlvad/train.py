@@ -115,7 +115,7 @@ class Trainer:
         self.layout = distributed.run_on_main(choose_layout, cfg, "train", self.device)
         torch.manual_seed(t.seed)
         self.model = build_model(cfg, self.layout).to(self.device)
-        self.generator = PseudoAnomalyGenerator(cfg, data.tracks, self.index).to(self.device)
+        self.generator = PseudoAnomalyGenerator(cfg, data.tracks, self.index, data.frames).to(self.device)
         self.weight = self.generator.weight
         # the moving average of the weights (before sync BatchNorm: its copy keeps plain BatchNorm)
         self.average = (AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(t.ema), use_buffers=True)
@@ -193,10 +193,11 @@ class Trainer:
         for group, base in zip(self.optimizer.param_groups, self.base_lrs):
             group["lr"] = base * self.lr_factor(step)
 
-        clip = gather_clips(self.data.frames, self.index, windows).to(self.device)  # X (B, C, T, H, W)
+        host_clip = gather_clips(self.data.frames, self.index, windows)      # X (B, C, T, H, W)
+        clip = host_clip.to(self.device)
         anomaly = None                                                       # recon mode, or before ddl.start_step
         if step >= cfg.ddl.start_step:
-            anomaly = self.generator.draw(windows, rngs, clip.shape)         # M, A
+            anomaly = self.generator.draw(windows, rngs, host_clip)         # M, A
         if anomaly is not None:
             if distributed.all_sum([anomaly.masked_pixels if share else 0.0])[0] == 0:
                 return None                                                  # no object in the batch

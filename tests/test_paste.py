@@ -1,5 +1,7 @@
 """``ddl.paste``: the object moved to a place where no training object has been (docs/method.md §9.31)."""
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -108,3 +110,36 @@ def test_training_with_moved_objects_runs_and_still_learns_the_weight(tmp_path):
     summary = Trainer(cfg, data, tmp_path, progress=False).run()
     assert summary["steps"] == 6
     assert summary["anomaly_weight"] != pytest.approx(0.5, abs=1e-6)  # l got gradients from the noised windows
+
+
+def test_moved_objects_can_start_before_the_noise(tmp_path):
+    """``ddl.paste_start < ddl.start_step``: from paste_start the moved objects are the only
+    pseudo anomalies (every window whose object can move, at weight 1: the weight stays put);
+    the noise joins at start_step."""
+    frames, tracks = scene()
+    data = TrainingData(frames * 2, tracks * 2, ["00", "01"])
+    cfg = cfg_with(**{"ddl.paste": 0.5, "ddl.paste_start": 2, "ddl.start_step": 4, "train.steps": 6,
+                      "train.batch_size": 4})
+    trainer = Trainer(cfg, data, tmp_path, progress=False)
+    drawn = []
+    real_draw = trainer.generator.draw
+
+    def spy(windows, rngs, clip, noise=True):
+        anomaly = real_draw(windows, rngs, clip, noise)
+        drawn.append((noise, None if anomaly is None else anomaly.pasted.tolist()))
+        return anomaly
+
+    trainer.generator.draw = spy
+    trainer.run()
+    assert [d[0] for d in drawn] == [False, False, True, True]           # steps 2-3 moved only, 4-5 both
+    assert all(drawn[0][1]) and all(drawn[1][1])
+    weights = [r["weight"] for r in map(json.loads, (tmp_path / "metrics.jsonl").read_text().splitlines())
+               if "weight" in r]
+    assert weights[0] == weights[3] == 0.5 and weights[5] != 0.5         # l moves only with the noise
+    noise_only = [d[1] for d in drawn[2:]]
+    assert any(not all(p) for p in noise_only)                           # the mix from start_step
+
+
+def test_paste_start_after_the_noise_is_refused():
+    with pytest.raises(UserError, match="ddl.paste_start"):
+        cfg_with(**{"ddl.paste": 0.5, "ddl.paste_start": 5, "ddl.start_step": 2}).validate()

@@ -89,14 +89,15 @@ def test_negative_bn_recalibration_is_a_clear_error():
         tiny_cfg(**{"train.bn_recalibration": -1}).validate()
 
 
-def test_resumed_run_ends_bit_for_bit_like_an_uninterrupted_one(tmp_path):
-    full = Trainer(tiny_cfg(), tiny_data(), tmp_path / "full", progress=False)
+@pytest.mark.parametrize("sets", [{}, {"ddl.paste": 0.5}], ids=["noise", "moved-objects"])
+def test_resumed_run_ends_bit_for_bit_like_an_uninterrupted_one(tmp_path, sets):
+    full = Trainer(tiny_cfg(**sets), tiny_data(), tmp_path / "full", progress=False)
     (tmp_path / "full").mkdir()
     full.run()
     # Interrupted run: Ctrl-C during step 3, checkpoint, then a fresh process-like Trainer resumes.
     part_dir = tmp_path / "part"
     part_dir.mkdir()
-    part = Trainer(tiny_cfg(), tiny_data(), part_dir, progress=False)
+    part = Trainer(tiny_cfg(**sets), tiny_data(), part_dir, progress=False)
     real_step = part.train_step
 
     def step_then_interrupt(step):
@@ -110,7 +111,7 @@ def test_resumed_run_ends_bit_for_bit_like_an_uninterrupted_one(tmp_path):
         part.run()
     assert load_checkpoint(part_dir)["step"] == 3
     torch.manual_seed(1234)  # a new process has another global RNG state
-    resumed = Trainer(tiny_cfg(), tiny_data(), part_dir, progress=False)
+    resumed = Trainer(tiny_cfg(**sets), tiny_data(), part_dir, progress=False)
     resumed.run(resume=True)
     assert states_equal(full.model.state_dict(), resumed.model.state_dict())
     assert full.weight.logit.item() == resumed.weight.logit.item()

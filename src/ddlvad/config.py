@@ -97,6 +97,9 @@ class DDLConfig:
     """Fraction of the pseudo anomalies that are, instead of noise, the chosen object's own
     pixels moved to a place where no training object has been (beyond the paper; 0: noise
     only, the paper; docs/method.md §9.31). Needs ``data.masks=tracks``."""
+    paste_start: int | None = None
+    """First step with moved objects (``ddl.paste``); before ``ddl.start_step`` they are then
+    the only pseudo anomalies. None: from ``ddl.start_step``, with the noise."""
 
 
 @dataclass
@@ -359,6 +362,9 @@ class Config:
             raise UserError("train.min_improvement and train.warmup_steps must be >= 0")
         if self.ddl.start_step < 0:
             raise UserError(f"ddl.start_step={self.ddl.start_step}: must be >= 0")
+        if self.ddl.paste_start is not None and not 0 <= self.ddl.paste_start <= self.ddl.start_step:
+            raise UserError(f"ddl.paste_start={self.ddl.paste_start}: must be between 0 and "
+                            f"ddl.start_step={self.ddl.start_step} (moved objects before the noise)")
         if not 0 <= t.ema < 1:
             raise UserError(f"train.ema={t.ema}: the decay must be in [0, 1) (0 turns it off)")
         if t.clip_grad is not None and not t.clip_grad > 0:

@@ -99,18 +99,23 @@ class PseudoAnomalyGenerator(nn.Module):
         self.tracks = list(tracks)
         self.index = index
         self.paste = cfg.ddl.paste if self.active else 0.0
+        self.paste_start = cfg.ddl.start_step if cfg.ddl.paste_start is None or not self.paste else cfg.ddl.paste_start
+        """The first step with moved objects (before ``ddl.start_step``: moved objects only)."""
         self.mover: ObjectMover | None = None
         if self.paste:
             if frames is None:
                 raise ValueError("ddl.paste needs the training frames")
             self.mover = ObjectMover(frames, self.tracks, *self.size)
 
-    def draw(self, windows: np.ndarray, rngs: Sequence[np.random.Generator], clip: torch.Tensor
-             ) -> PseudoAnomaly | None:
+    def draw(self, windows: np.ndarray, rngs: Sequence[np.random.Generator], clip: torch.Tensor,
+             noise: bool = True) -> PseudoAnomaly | None:
         """Mask and noise of ``windows`` of ``clip`` (window ``b`` drawn from ``rngs[b]``: first
         its mask, then (``ddl.paste``) whether and where its object moves, then its noise);
-        None in ``recon`` mode, which has no pseudo anomalies."""
-        if not self.active:
+        None in ``recon`` mode, which has no pseudo anomalies.
+
+        ``noise=False`` (the steps before ``ddl.start_step``): moved objects only, every window
+        whose object can move; the others get an empty mask. None without ``ddl.paste``."""
+        if not self.active or not (noise or self.mover is not None):
             return None
         h, w = self.size
         if self.source == "tracks":
@@ -120,14 +125,16 @@ class PseudoAnomalyGenerator(nn.Module):
         if self.mover is None:
             return PseudoAnomaly(mask, uniform_noise(clip.shape, rngs))
         moves = [self.mover.move(clip[b], mask[b], int(self.index.video[wi]), rng)
-                 if rng.random() < self.paste else None
+                 if not noise or rng.random() < self.paste else None
                  for b, (wi, rng) in enumerate(zip(windows, rngs))]
-        noise = uniform_noise(clip.shape, rngs)
-        pasted = torch.tensor([m is not None for m in moves])
+        values = uniform_noise(clip.shape, rngs)
+        pasted = torch.tensor([m is not None or not noise for m in moves])
         for b, move in enumerate(moves):
             if move is not None:
-                mask[b], noise[b] = move
-        return PseudoAnomaly(mask, noise, pasted)
+                mask[b], values[b] = move
+            elif not noise:
+                mask[b] = 0.0
+        return PseudoAnomaly(mask, values, pasted)
 
     def forward(self, clip: torch.Tensor, anomaly: PseudoAnomaly) -> torch.Tensor:
         """``X_A`` (Eqs. 1-2) with the current weight ``s`` (1 for a moved object)."""

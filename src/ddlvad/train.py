@@ -195,13 +195,17 @@ class Trainer:
 
         host_clip = gather_clips(self.data.frames, self.index, windows)      # X (B, C, T, H, W)
         clip = host_clip.to(self.device)
-        anomaly = None                                                       # recon mode, or before ddl.start_step
-        if step >= cfg.ddl.start_step:
-            anomaly = self.generator.draw(windows, rngs, host_clip)         # M, A
+        started = step >= cfg.ddl.start_step                                  # before: no noise (§9.30)
+        anomaly = None                                                       # recon mode, or before any start
+        if started or step >= self.generator.paste_start:                   # moved objects may start first
+            anomaly = self.generator.draw(windows, rngs, host_clip, noise=started)  # M, A
         if anomaly is not None:
             if distributed.all_sum([anomaly.masked_pixels if share else 0.0])[0] == 0:
-                return None                                                  # no object in the batch
-            anomaly = anomaly.to(self.device)
+                if started:
+                    return None                                              # no object in the batch
+                anomaly = None                                               # no object moved: recon only
+            else:
+                anomaly = anomaly.to(self.device)
         with torch.autocast(**self.autocast):
             recon, anomalous, recon_anomalous = self.engine(clip, anomaly)   # f(X), X_A, f(X_A)
         if anomaly is None:

@@ -127,7 +127,7 @@ class PseudoAnomalyGenerator(nn.Module):
         moves = [self.mover.move(clip[b], mask[b], int(self.index.video[wi]), rng)
                  if not noise or rng.random() < self.paste else None
                  for b, (wi, rng) in enumerate(zip(windows, rngs))]
-        values = uniform_noise(clip.shape, rngs)
+        values = uniform_noise(clip.shape, rngs) if noise else torch.zeros_like(clip)  # under empty masks only
         pasted = torch.tensor([m is not None or not noise for m in moves])
         for b, move in enumerate(moves):
             if move is not None:

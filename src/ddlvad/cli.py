@@ -277,7 +277,7 @@ class Command:
 
 
 COMMANDS: dict[str, Command] = {
-    "demo": Command("synthetic scene -> track -> train (cpu preset) -> evaluate", _demo,
+    "demo": Command("synthetic scene -> track -> train (cpu preset, latent 32) -> evaluate", _demo,
                     ("out", "seed", "steps", "force", "quiet"),
                     {"out": {"default": "ddlvad-demo", "help": "output folder (default: ./ddlvad-demo)"},
                      "seed": {"default": 0, "help": "seed of the scene and of training (default: 0)"},

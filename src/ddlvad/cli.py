@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .config import ARCHS, MASK_SOURCES, MODES, PRESETS, TRACKERS, UNTIL, Config, EventRules
+from .config import ARCHS, DEMO, MASK_SOURCES, MODES, PRESETS, TRACKERS, UNTIL, Config, EventRules
 from .errors import UserError
 
 EXAMPLES = """examples:
@@ -277,7 +277,8 @@ class Command:
 
 
 COMMANDS: dict[str, Command] = {
-    "demo": Command("synthetic scene -> track -> train (cpu preset, latent 32) -> evaluate", _demo,
+    "demo": Command(f"synthetic scene -> track -> train ({DEMO['preset']} preset, latent "
+                    f"{DEMO['overrides']['model.latent']}) -> evaluate", _demo,
                     ("out", "seed", "steps", "force", "quiet"),
                     {"out": {"default": "ddlvad-demo", "help": "output folder (default: ./ddlvad-demo)"},
                      "seed": {"default": 0, "help": "seed of the scene and of training (default: 0)"},

@@ -24,6 +24,7 @@ ARCHS = ("c3dsu", "unet")
 BLOCKS = ("reference", "paper")
 LOSS_FORMS = ("pixel", "norm")
 MASK_SOURCES = ("tracks", "random")
+NOISE_KINDS = ("uniform", "blocks")
 RETIRED_KEYS = {"train.workers"}
 """Keys that configs and checkpoints of 0.1.0 development builds may hold; read and ignored."""
 PRECISIONS = ("fp32", "bf16")
@@ -97,6 +98,12 @@ class DDLConfig:
     """Fraction of the pseudo anomalies that are, instead of noise, the chosen object's own
     pixels moved to a place where no training object has been (beyond the paper; 0: noise
     only, the paper; docs/method.md §9.31). Needs ``data.masks=tracks``."""
+    noise: str = "uniform"
+    """The noise ``A`` of Eq. 1: ``uniform`` (the paper: ``U[0, 1)`` independently per pixel)
+    or ``blocks`` (beyond the paper: the same distribution, one draw per ``noise_cell`` x
+    ``noise_cell`` block, i.e. spatially coarse; docs/method.md §9.32)."""
+    noise_cell: int = 4
+    """Side of a block of ``ddl.noise=blocks``, pixels."""
     paste_start: int | None = None
     """First step with moved objects (``ddl.paste``); before ``ddl.start_step`` they are then
     the only pseudo anomalies. None: from ``ddl.start_step``, with the noise."""
@@ -300,6 +307,9 @@ class Config:
         _choice("ddl.mode", l.mode, MODES)
         _choice("ddl.loss_form", l.loss_form, LOSS_FORMS)
         _choice("data.masks", d.masks, MASK_SOURCES)
+        _choice("ddl.noise", l.noise, NOISE_KINDS)
+        if l.noise_cell < 1:
+            raise UserError(f"ddl.noise_cell={l.noise_cell}: must be >= 1 pixel")
         _choice("train.precision", t.precision, PRECISIONS)
         if m.latent < 8 or m.latent % 8:
             raise UserError(f"model.latent={m.latent}: must be a positive multiple of 8")

@@ -1,10 +1,11 @@
 """The pseudo-anomaly generator (docs/method.md §2): where, what and how much, in one object.
 
 *Where*: the box of one tracked object present in all T frames of a window (or a random box,
-``data.masks=random``), as a mask ``M``. *What*: uniform noise ``A ~ U[0, 1)``. *How much*:
-the anomaly weight ``s = sigmoid(l)``, learned in ``ddl`` mode (Eqs. 1-2). Beyond the paper,
-``ddl.paste`` replaces the noise of some windows by the object itself, moved to a place where
-no training object has been and pasted at full weight (docs/method.md §9.31).
+``data.masks=random``), as a mask ``M``. *What*: uniform noise ``A ~ U[0, 1)`` (per pixel,
+or per block with ``ddl.noise=blocks``, §9.32). *How much*: the anomaly weight
+``s = sigmoid(l)``, learned in ``ddl`` mode (Eqs. 1-2). Beyond the paper, ``ddl.paste``
+replaces the noise of some windows by the object itself, moved to a place where no training
+object has been and pasted at full weight (docs/method.md §9.31).
 
 Every random draw of a window comes from its own numpy generator keyed by ``(seed, step,
 position in the global batch)`` (:func:`window_rngs`), so a window's mask and noise do not
@@ -22,7 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .config import Config
+from .config import Config, DDLConfig
 from .data.clips import WindowIndex
 from .data.tracks import VideoTracks
 
@@ -99,6 +100,7 @@ class PseudoAnomalyGenerator(nn.Module):
         self.tracks = list(tracks)
         self.index = index
         self.paste = cfg.ddl.paste if self.active else 0.0
+        self.cell = noise_cell(cfg.ddl)
         self.paste_start = cfg.ddl.start_step if cfg.ddl.paste_start is None or not self.paste else cfg.ddl.paste_start
         """The first step with moved objects (before ``ddl.start_step``: moved objects only)."""
         self.mover: ObjectMover | None = None
@@ -123,11 +125,11 @@ class PseudoAnomalyGenerator(nn.Module):
         else:
             mask = random_masks(self.index.frames, h, w, rngs)
         if self.mover is None:
-            return PseudoAnomaly(mask, uniform_noise(clip.shape, rngs))
+            return PseudoAnomaly(mask, uniform_noise(clip.shape, rngs, self.cell))
         moves = [self.mover.move(clip[b], mask[b], int(self.index.video[wi]), rng)
                  if not noise or rng.random() < self.paste else None
                  for b, (wi, rng) in enumerate(zip(windows, rngs))]
-        values = uniform_noise(clip.shape, rngs) if noise else torch.zeros_like(clip)  # under empty masks only
+        values = uniform_noise(clip.shape, rngs, self.cell) if noise else torch.zeros_like(clip)  # under empty masks only
         pasted = torch.tensor([m is not None or not noise for m in moves])
         for b, move in enumerate(moves):
             if move is not None:
@@ -207,11 +209,23 @@ def window_rngs(seed: int, step: int, positions) -> list[np.random.Generator]:
     return [np.random.default_rng([seed, 1, step, int(p)]) for p in positions]
 
 
-def uniform_noise(shape: torch.Size, rngs: Sequence[np.random.Generator]) -> torch.Tensor:
-    """``A ~ U[0, 1)`` of ``shape`` ``(B, ...)``, float32, sample b drawn from ``rngs[b]``
-    (independently per channel, frame and pixel: docs/method.md §2.4)."""
-    per_sample = tuple(shape[1:])
-    return torch.from_numpy(np.stack([r.random(per_sample, dtype=np.float32) for r in rngs]))
+def uniform_noise(shape: torch.Size, rngs: Sequence[np.random.Generator], cell: int = 1) -> torch.Tensor:
+    """``A ~ U[0, 1)`` of ``shape`` ``(B, C, T, H, W)``, float32, sample b drawn from ``rngs[b]``
+    (independently per channel, frame and pixel: docs/method.md §2.4). ``cell > 1``
+    (``ddl.noise=blocks``, §9.32): one draw per ``cell`` x ``cell`` block of a frame, the
+    same distribution at a coarser grain."""
+    if cell == 1:
+        per_sample = tuple(shape[1:])
+        return torch.from_numpy(np.stack([r.random(per_sample, dtype=np.float32) for r in rngs]))
+    *lead, h, w = shape[1:]
+    coarse = (*lead, -(-h // cell), -(-w // cell))
+    blocks = [r.random(coarse, dtype=np.float32).repeat(cell, -2).repeat(cell, -1)[..., :h, :w] for r in rngs]
+    return torch.from_numpy(np.stack(blocks))
+
+
+def noise_cell(ddl: DDLConfig) -> int:
+    """The block side of ``ddl.noise``: 1 (every pixel its own draw) for ``uniform``."""
+    return ddl.noise_cell if ddl.noise == "blocks" else 1
 
 
 def box_to_pixels(box: np.ndarray, height: int, width: int) -> tuple[int, int, int, int]:

@@ -101,6 +101,8 @@ class PseudoAnomalyGenerator(nn.Module):
         self.index = index
         self.paste = cfg.ddl.paste if self.active else 0.0
         self.cell = noise_cell(cfg.ddl)
+        self.noise_start = cfg.ddl.start_step
+        """The first step with noise (before it: reconstruction only, docs/method.md §9.30)."""
         self.paste_start = cfg.ddl.start_step if cfg.ddl.paste_start is None or not self.paste else cfg.ddl.paste_start
         """The first step with moved objects (before ``ddl.start_step``: moved objects only)."""
         self.mover: ObjectMover | None = None
@@ -108,6 +110,18 @@ class PseudoAnomalyGenerator(nn.Module):
             if frames is None:
                 raise ValueError("ddl.paste needs the training frames")
             self.mover = ObjectMover(frames, self.tracks, *self.size)
+
+    def noised(self, step: int) -> bool:
+        """Whether step ``step`` has noise pseudo anomalies and the distinction loss (§9.30)."""
+        return step >= self.noise_start
+
+    def draw_at(self, step: int, windows: np.ndarray, rngs: Sequence[np.random.Generator],
+                clip: torch.Tensor) -> PseudoAnomaly | None:
+        """The pseudo anomalies of training step ``step``: :meth:`draw` once the noise has started,
+        moved objects only from ``ddl.paste_start``, None before either."""
+        if not self.noised(step) and step < self.paste_start:
+            return None
+        return self.draw(windows, rngs, clip, noise=self.noised(step))
 
     def draw(self, windows: np.ndarray, rngs: Sequence[np.random.Generator], clip: torch.Tensor,
              noise: bool = True) -> PseudoAnomaly | None:

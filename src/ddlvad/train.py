@@ -195,10 +195,8 @@ class Trainer:
 
         host_clip = gather_clips(self.data.frames, self.index, windows)      # X (B, C, T, H, W)
         clip = host_clip.to(self.device)
-        started = step >= cfg.ddl.start_step                                  # before: no noise (§9.30)
-        anomaly = None                                                       # recon mode, or before any start
-        if started or step >= self.generator.paste_start:                   # moved objects may start first
-            anomaly = self.generator.draw(windows, rngs, host_clip, noise=started)  # M, A
+        started = self.generator.noised(step)                                # before: no noise (§9.30)
+        anomaly = self.generator.draw_at(step, windows, rngs, host_clip)     # M, A; None in recon mode
         if anomaly is not None:
             if distributed.all_sum([anomaly.masked_pixels if share else 0.0])[0] == 0:
                 if started:

@@ -277,7 +277,8 @@ class Command:
 
 
 COMMANDS: dict[str, Command] = {
-    "demo": Command(f"synthetic scene -> track -> train ({DEMO['preset']} preset, latent "
+    "demo": Command(f"synthetic scene -> track -> train ({DEMO['preset']} preset at "
+                    f"{DEMO['overrides']['data.height']}x{DEMO['overrides']['data.width']}, latent "
                     f"{DEMO['overrides']['model.latent']}) -> evaluate", _demo,
                     ("out", "seed", "steps", "force", "quiet"),
                     {"out": {"default": "ddlvad-demo", "help": "output folder (default: ./ddlvad-demo)"},

@@ -464,11 +464,11 @@ PRESETS: dict[str, dict[str, Any]] = {
     "paper": {},
     "cpu": {
         "model.latent": 64,
-        "data.height": 128,
-        "data.width": 192,
+        "data.height": 160,
+        "data.width": 240,
         "data.channels": 1,
         "ddl.loss_form": "norm",
-        "train.steps": 1500,
+        "train.steps": 960,
         "train.batch_size": 8,
         "train.lr": 3e-3,
         "train.checkpoint_every": 100,
@@ -500,7 +500,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 DEMO: dict[str, Any] = {"preset": "cpu", "overrides": {
     "train.lr": 5e-3, "train.val_every": 25, "train.steps": 1000, "train.minutes": 7.0, "ddl.start_step": 100,
-    "ddl.paste": 0.5, "model.latent": 32}}
+    "ddl.paste": 0.5, "model.latent": 32, "data.height": 128, "data.width": 192}}
 """``ddlvad demo``: the preset it trains and the changes to it. It trains until its validation
 signal levels off or for 7 minutes, whichever comes first (bench/RESULTS.md, "Training to
 convergence"): on a slow 2-core AVX2 machine the whole demo then ends within 10 minutes. The
@@ -509,8 +509,9 @@ distinction loss keep the network out of the flat-walkway state that caught seed
 emulated CPUs (docs/method.md §9.30). Half the pseudo anomalies are moved objects (beyond the
 paper, docs/method.md §9.31): the scene's hardest anomaly, a pedestrian on the lawn, is normal
 in appearance and abnormal only in its place (bench/RESULTS.md, "Moved objects"). Half the
-`cpu` preset's widths (latent 32) fit twice the steps into the 7 minutes, which a slow machine
-needs for the lawn (bench/RESULTS.md, "The slow box's budget")."""
+`cpu` preset's widths (latent 32) at 128x192 frames (the preset's until it moved to 160x240)
+fit about three times the steps into the 7 minutes, which a slow machine needs for the lawn
+(bench/RESULTS.md, "The slow box's budget")."""
 
 
 def _flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -3,6 +3,7 @@
 import pytest
 
 from ddlvad import Config, UserError
+from ddlvad.config import PRESETS
 
 
 def test_paper_preset_is_the_reference_setting():
@@ -72,5 +73,6 @@ def test_epochs_flag_replaces_the_presets_step_budget():
     assert (cfg.train.epochs, cfg.train.steps) == (2, None)
     cfg = build_config(build_parser().parse_args(["train", "--data", "x", "--epochs", "2", "--set", "train.steps=40"]))
     assert (cfg.train.epochs, cfg.train.steps) == (2, 40)
-    cfg = build_config(build_parser().parse_args(["train", "--data", "x"]))
-    assert cfg.train.steps == 1500 and cfg.train.until == "converged" and cfg.train.val_fraction == 0.1
+    cfg = build_config(build_parser().parse_args(["train", "--data", "x"]))                # the preset's own cap
+    assert cfg.train.steps == PRESETS["cpu"]["train.steps"] and cfg.train.until == "converged"
+    assert cfg.train.val_fraction == 0.1

@@ -228,13 +228,11 @@ def uniform_noise(shape: torch.Size, rngs: Sequence[np.random.Generator], cell: 
     (independently per channel, frame and pixel: docs/method.md §2.4). ``cell > 1``
     (``ddl.noise=blocks``, §9.32): one draw per ``cell`` x ``cell`` block of a frame, the
     same distribution at a coarser grain."""
-    if cell == 1:
-        per_sample = tuple(shape[1:])
-        return torch.from_numpy(np.stack([r.random(per_sample, dtype=np.float32) for r in rngs]))
     *lead, h, w = shape[1:]
-    coarse = (*lead, -(-h // cell), -(-w // cell))
-    blocks = [r.random(coarse, dtype=np.float32).repeat(cell, -2).repeat(cell, -1)[..., :h, :w] for r in rngs]
-    return torch.from_numpy(np.stack(blocks))
+    draws = np.stack([r.random((*lead, -(-h // cell), -(-w // cell)), dtype=np.float32) for r in rngs])
+    if cell > 1:  # each draw fills its block; the last row and column of blocks are cut to the frame
+        draws = draws.repeat(cell, -2).repeat(cell, -1)[..., :h, :w]
+    return torch.from_numpy(np.ascontiguousarray(draws))
 
 
 def noise_cell(ddl: DDLConfig) -> int:

@@ -108,6 +108,12 @@ class DDLConfig:
     """First step with moved objects (``ddl.paste``); before ``ddl.start_step`` they are then
     the only pseudo anomalies. None: from ``ddl.start_step``, with the noise."""
 
+    @property
+    def noise_block(self) -> int:
+        """Side of one noise draw, pixels: ``noise_cell`` for ``blocks``, 1 (every pixel its own
+        draw) for ``uniform``."""
+        return self.noise_cell if self.noise == "blocks" else 1
+
 
 @dataclass
 class TrainConfig:

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .config import Config, DDLConfig
+from .config import Config
 from .data.clips import WindowIndex
 from .data.tracks import VideoTracks
 
@@ -100,7 +100,7 @@ class PseudoAnomalyGenerator(nn.Module):
         self.tracks = list(tracks)
         self.index = index
         self.paste = cfg.ddl.paste if self.active else 0.0
-        self.cell = noise_cell(cfg.ddl)
+        self.cell = cfg.ddl.noise_block
         self.noise_start = cfg.ddl.start_step
         """The first step with noise (before it: reconstruction only, docs/method.md §9.30)."""
         self.paste_start = cfg.ddl.start_step if cfg.ddl.paste_start is None or not self.paste else cfg.ddl.paste_start
@@ -233,11 +233,6 @@ def uniform_noise(shape: torch.Size, rngs: Sequence[np.random.Generator], cell: 
     if cell > 1:  # each draw fills its block; the last row and column of blocks are cut to the frame
         draws = draws.repeat(cell, -2).repeat(cell, -1)[..., :h, :w]
     return torch.from_numpy(np.ascontiguousarray(draws))
-
-
-def noise_cell(ddl: DDLConfig) -> int:
-    """The block side of ``ddl.noise``: 1 (every pixel its own draw) for ``uniform``."""
-    return ddl.noise_cell if ddl.noise == "blocks" else 1
 
 
 def box_to_pixels(box: np.ndarray, height: int, width: int) -> tuple[int, int, int, int]:

@@ -29,7 +29,7 @@ from torch import nn
 from .config import Config
 from .data.clips import TrainingData, WindowIndex, gather_clips
 from .loss import pixel_error
-from .pseudo_anomaly import blend, noise_cell, object_masks, random_masks, uniform_noise
+from .pseudo_anomaly import blend, object_masks, random_masks, uniform_noise
 from .score import frame_scores
 
 
@@ -77,7 +77,7 @@ class Validator:
             masks[empty] = random_masks(d.frames, d.height, d.width, [r for r, e in zip(rngs, empty) if e])
         self.masks = masks.bool()                                                  # (n, 1, T, H, W)
         self.noise = uniform_noise((len(self.windows), d.channels, d.frames, d.height, d.width), rngs,
-                                   noise_cell(cfg.ddl))
+                                   cfg.ddl.noise_block)
 
     def __len__(self) -> int:
         return len(self.windows)

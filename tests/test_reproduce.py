@@ -28,6 +28,22 @@ def test_dry_run_trains_evaluates_and_reports_every_figure():
     assert 0 <= result["auc_micro"] <= 1 and result["scoring_fps"] > 0
 
 
+def test_an_interrupted_run_resumes_to_its_full_budget(tmp_path):
+    """A GPU call's time limit cuts the run; --resume with the same flags finishes it."""
+    run = tmp_path / "run"
+    first = run_script("--dry-run", "--steps", "2", "--out", str(run))
+    assert first.returncode == 0, first.stderr[-2000:]
+    before = (run / "metrics.jsonl").read_text().splitlines()
+    again = run_script("--dry-run", "--steps", "4", "--out", str(run), "--resume")
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert json.loads((run / "reproduce.json").read_text())["steps"] == 4
+    after = (run / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["step"] for line in after] == [1, 2, 3, 4]
+    assert after[:2] == before  # steps 1-2 kept as logged (a restart would re-time them): continued
+    fresh = run_script("--dry-run", "--steps", "4", "--out", str(run))  # without --resume: replaced
+    assert fresh.returncode == 0 and json.loads((run / "reproduce.json").read_text())["steps"] == 4
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="refusal is for machines without CUDA")
 def test_without_cuda_it_refuses_in_one_line():
     done = run_script("--data", "/nonexistent")

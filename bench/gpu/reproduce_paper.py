@@ -1,6 +1,7 @@
 """Reproduce the paper's Ped2 result with the reference settings on one CUDA GPU, in one call.
 
     python -m bench.gpu.reproduce_paper --data ../shared/data/ped2 --out runs/paper-ped2
+    python -m bench.gpu.reproduce_paper --data ../shared/data/ped2 --out runs/paper-ped2 --resume
     python -m bench.gpu.reproduce_paper --dry-run            # CPU: the same path, tiny preset, a few steps
 
 Trains the ``paper`` preset exactly as the reference code does (C3DSU, latent 512, 256x256
@@ -9,7 +10,10 @@ RGB (grey repeated), T = 3, Adam 1e-2 halved once at 80 %, batch 10, 10 epochs, 
 boxes (``ddlvad track``), then evaluates with the paper protocol (median filter 17, patch 16
 on both grids, edge frames dropped) and prints one line per figure: micro and macro AUC,
 training minutes, scoring frames/s, peak GPU memory, and the machine. Writes everything a
-normal run writes into ``--out`` plus ``reproduce.json``.
+normal run writes into ``--out`` plus ``reproduce.json``. A run cut short (a time limit, Ctrl-C)
+keeps its checkpoint; ``--resume`` with the same flags continues it and then evaluates. On an
+H200 in float32 the 10 epochs take about 12 minutes of training (bench/RESULTS.md, "GPU
+reproduction"), more than one 10-minute call of a lent machine: plan two calls.
 
 Precision: float32 weights and losses. PyTorch's default lets cuDNN convolutions use TF32
 on Ampere and newer GPUs (``torch.backends.cudnn.allow_tf32``, on by default); matmuls stay
@@ -56,7 +60,9 @@ def config(dry_run: bool, bf16: bool, compile_: bool, steps: int | None) -> Conf
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", default=str(SHARED_DATA / "ped2"), help="Ped2 root (default: ../shared/data/ped2)")
-    ap.add_argument("--out", default="runs/paper-ped2", help="run folder (replaced)")
+    ap.add_argument("--out", help="run folder, replaced unless --resume (default: runs/paper-ped2; "
+                                   "with --dry-run a temporary folder)")
+    ap.add_argument("--resume", action="store_true", help="continue the interrupted run in --out, then evaluate")
     ap.add_argument("--dry-run", action="store_true", help="CPU, tiny preset on a synthetic scene, a few steps")
     ap.add_argument("--steps", type=int, help="override the 10-epoch budget (for a quick look)")
     ap.add_argument("--bf16", action="store_true", help="bfloat16 autocast (unchecked)")
@@ -81,13 +87,13 @@ def run(args: argparse.Namespace) -> int:
     if args.dry_run:
         data = work / "scene"
         synthesize(data, seed=1, spec=SceneSpec(train_videos=2, test_videos=2, frames=24))
-    out = work / "run" if args.dry_run else Path(args.out)
+    out = Path(args.out) if args.out else work / "run" if args.dry_run else Path("runs/paper-ped2")
     cfg.data.cache_dir = str((work or out.parent) / "cache")
     log = (lambda m: None) if args.dry_run else (lambda m: print(m, file=sys.stderr, flush=True))
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
     track_split(index_dataset(data, splits=("training",)), "training", cfg, progress=False, log=log)
-    summary = train(cfg, data, out, force=True, progress=not args.dry_run, log=log)
+    summary = train(cfg, data, out, resume=args.resume, force=not args.resume, progress=not args.dry_run, log=log)
     report = evaluate(out, data, plots=False, progress=False, log=log)
     peak = torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else None
     result = {

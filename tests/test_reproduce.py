@@ -40,8 +40,9 @@ def test_an_interrupted_run_resumes_to_its_full_budget(tmp_path):
     after = (run / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(line)["step"] for line in after] == [1, 2, 3, 4]
     assert after[:2] == before  # steps 1-2 kept as logged (a restart would re-time them): continued
-    fresh = run_script("--dry-run", "--steps", "4", "--out", str(run))  # without --resume: replaced
-    assert fresh.returncode == 0 and json.loads((run / "reproduce.json").read_text())["steps"] == 4
+    fresh = run_script("--dry-run", "--steps", "3", "--out", str(run))  # without --resume: replaced
+    assert fresh.returncode == 0 and json.loads((run / "reproduce.json").read_text())["steps"] == 3
+    assert [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()] == [1, 2, 3]
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="refusal is for machines without CUDA")

@@ -151,7 +151,9 @@ def test_a_signal_too_faint_for_the_scene_is_told_apart_from_a_model_that_has_no
     assert summary["validation"]["check"] == {"weight": 0.5, "val_auc": 0.91, "above_floor": True}
     for info in (summary, load_checkpoint(tmp_path / "best.pt")):
         warning = convergence_warning(info, tmp_path)
-        assert "has learned" in warning and "train.val_weight=0.5" in warning and "not learned" not in warning
+        assert "has learned" in warning and "too faint" in warning and "not learned" not in warning
+        # a stronger validation weight saturates early and keeps an early model (bench/RESULTS.md): not suggested
+        assert "val_weight" not in warning
 
 
 def test_a_run_that_ends_before_its_signal_levels_off_says_so(tmp_path, monkeypatch, cli, scene):

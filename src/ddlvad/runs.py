@@ -82,9 +82,9 @@ def convergence_warning(info: dict, run: str | Path) -> str | None:
     if check.get("above_floor"):
         return (f"warning: training ended by its {info.get('stopped') or 'budget'} at step {step} and its validation "
                 f"signal never rose above its floor (train.val_floor), but with stronger pseudo anomalies "
-                f"(s = {check['weight']:g}) it does (AUC {check['val_auc']:.2f}): the model has learned, and the "
-                f"default ones are too faint for this scene; train again with --set train.val_weight="
-                f"{check['weight']:g} to validate with stronger ones")
+                f"(s = {check['weight']:g}) it does (AUC {check['val_auc']:.2f}): the model has learned, but the "
+                f"default ones are too faint for this scene to choose a model by (the kept one, best.pt, is the best of "
+                f"near-chance values; checkpoint.pt is the last)")
     if info.get("learned", validation.get("learned")) is False:
         return (f"warning: training ended by its {info.get('stopped') or 'budget'} at step {step} and its validation "
                 f"signal never rose above its floor (train.val_floor): the model has not learned the scene; "

@@ -15,6 +15,8 @@ re-derived under each variant and evaluated (micro / macro AUC):
 - ``motion``: only patches whose mean absolute frame difference exceeds k times the 90th
   percentile of that on normal frames (k = 1, 2) compete for the maximum, or every patch
   weighted by ``m / (m + p90)`` (a motion-aware stand-in for object-aware scoring);
+- ``frame-relative``: the worst patch divided by (or minus) the frame's median patch: a
+  per-frame normalisation that needs no other frame (unlike per-video min-max);
 - each under the ``paper`` protocol (median 17) and, for the paper's patch, also ``raw``,
   ``gaussian`` (sigma 3) and per-video ``minmax`` normalisation.
 
@@ -132,6 +134,8 @@ def main() -> None:
         variants[f"motion > {k} x p90 only"] = lambda v, k=k: \
             torch.where(v.motion > k * motion_p90, v.means, 0.0).amax(1)
     variants["motion-weighted m/(m+p90)"] = lambda v: (v.means * v.motion / (v.motion + motion_p90)).amax(1)
+    variants["frame-relative: max / median patch"] = lambda v: v.means.amax(1) / v.means.median(1).values
+    variants["frame-relative: max - median patch"] = lambda v: v.means.amax(1) - v.means.median(1).values
     rows = []
     for name, reduce in variants.items():
         videos = {video: (scores_of(v, reduce), v.labels) for video, v in maps.items()}

@@ -83,8 +83,8 @@ def convergence_warning(info: dict, run: str | Path) -> str | None:
         return (f"warning: training ended by its {info.get('stopped') or 'budget'} at step {step} and its validation "
                 f"signal never rose above its floor (train.val_floor), but with stronger pseudo anomalies "
                 f"(s = {check['weight']:g}) it does (AUC {check['val_auc']:.2f}): the model has learned, but the "
-                f"default ones are too faint for this scene to choose a model by (the kept one, best.pt, is the best of "
-                f"near-chance values; checkpoint.pt is the last)")
+                f"default ones are too faint for this scene to choose a model by (the kept one, {BEST}, is the best of "
+                f"near-chance values; {CHECKPOINT} is the last)")
     if info.get("learned", validation.get("learned")) is False:
         return (f"warning: training ended by its {info.get('stopped') or 'budget'} at step {step} and its validation "
                 f"signal never rose above its floor (train.val_floor): the model has not learned the scene; "

@@ -5,7 +5,7 @@
 The model of RUN scores every test frame once (error maps kept); then the frame scores are
 re-derived under each variant and evaluated (micro / macro AUC):
 
-- patch size 8, 16 (the paper's), 24, 32, on both grids (the reference) or the aligned grid
+- patch size 8, 12, 16 (the paper's), 20, 24, 32, on both grids (the reference) or the aligned grid
   only (the paper's text);
 - ``dense``: the maximum of the anomaly map (every patch position, stride 1);
 - ``flip``: the error maps of the frames and of their mirror images averaged (``score.flip``, test-time
@@ -122,7 +122,7 @@ def main() -> None:
         return out
 
     variants = {}
-    for patch in (8, 16, 24, 32):
+    for patch in (8, 12, 16, 20, 24, 32):
         for shifted in (True, False):
             sc = dataclasses.replace(cfg.score, patch=patch, shifted_grid=shifted)
             variants[f"patch {patch}{'' if shifted else ', aligned grid only'}"] = \

@@ -74,6 +74,71 @@ def test_flip_is_a_protocol_choice_written_into_the_report(trained, scene, cli, 
     assert plain.shape == flipped.shape and not np.allclose(plain, flipped)
 
 
+def test_scale_scores_frames_decoded_at_the_larger_size_and_says_so(trained, scene, cli, tmp_path):
+    """`--scale 2` scores the tiny model's 32x48 frames at 64x96: the scores are those of the
+    Scorer on the test videos decoded at 64x96, and the report records the choice."""
+    from ddlvad.checkpoint import load_model
+    from ddlvad.data.frames import FrameSpec, FrameStore
+    from ddlvad.data.layouts import index_dataset
+    from ddlvad.score import Scorer
+
+    run, cache = trained
+    code, out, err = cli("evaluate", run, "--data", scene, "--cache-dir", cache, "--quiet", "--protocol", "raw",
+                         "--scale", "2", "--out", tmp_path / "e", "--no-plots")
+    assert code == 0, err
+    report = json.loads((tmp_path / "e" / "report.json").read_text())
+    assert report["protocol"]["scale"] == 2.0 and "scale=2 (beyond the paper)" in out
+    assert report["model"]["size"] == [32, 48] and report["model"]["scored_size"] == [64, 96]
+    rows = [r for r in csv.DictReader(open(tmp_path / "e" / "scores.csv")) if r["score"]]
+    model, cfg, _ = load_model(run)
+    store = FrameStore(index_dataset(scene).testing, FrameSpec(64, 96, cfg.data.channels), cache)
+    expected = np.concatenate([Scorer(model, cfg.score).score_video(np.asarray(a))[1:-1] for a in store.arrays])
+    np.testing.assert_allclose(np.array([float(r["score"]) for r in rows]), expected, rtol=1e-4)
+    plain = np.concatenate([Scorer(model, cfg.score).score_video(np.asarray(a))[1:-1]
+                            for a in FrameStore(index_dataset(scene).testing, FrameSpec(32, 48, 1), cache).arrays])
+    assert not np.allclose(plain, expected, rtol=1e-2)
+
+
+@pytest.mark.parametrize("scale", ["0", "5", "nan"])
+def test_a_scale_out_of_range_is_one_line_and_exit_2(scale, trained, scene, cli, tmp_path):
+    run, cache = trained
+    code, _, err = cli("evaluate", run, "--data", scene, "--cache-dir", cache, "--scale", scale,
+                       "--out", tmp_path / "e")
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "--scale" in err and "Traceback" not in err
+    assert not (tmp_path / "e").exists()
+
+
+def test_a_run_trained_with_a_scale_calibrates_detects_and_exports_at_that_size(scene, cli, tmp_path):
+    """`score.scale=2` at training: the stored threshold comes from the training frames at
+    64x96, `ddlvad evaluate` and the detector score at 64x96, and an export takes 64x96 clips."""
+    from ddlvad import AnomalyDetector
+    from ddlvad.checkpoint import load_model
+    from ddlvad.data.frames import FrameSpec, FrameStore
+    from ddlvad.data.layouts import index_dataset
+    from ddlvad.export import export_metadata
+    from ddlvad.score import Scorer, calibrate_thresholds
+
+    run, cache = tmp_path / "run", tmp_path / "cache"
+    code, _, err = cli("train", "--data", scene, "--preset", "tiny", "--out", run, "--cache-dir", cache,
+                       "--set", "score.scale=2", "--quiet")
+    assert code == 0, err
+    model, cfg, ckpt = load_model(run)
+    training = index_dataset(scene, splits=("training",)).training
+    at = {size: calibrate_thresholds(Scorer(model, cfg.score),
+                                     FrameStore(training, FrameSpec(*size, 1), cache).arrays)["value"]
+          for size in ((64, 96), (32, 48))}
+    assert ckpt["threshold"]["value"] == pytest.approx(at[64, 96], rel=1e-4)
+    assert at[32, 48] != pytest.approx(at[64, 96], rel=1e-2)
+    detector = AnomalyDetector.load(run)
+    assert (detector.spec.height, detector.spec.width) == (64, 96)
+    meta = export_metadata(cfg, ckpt)
+    assert (meta["height"], meta["width"], meta["trained_size"], meta["scale"]) == (64, 96, [32, 48], 2.0)
+    code, out, err = cli("evaluate", run, "--data", scene, "--cache-dir", cache, "--quiet", "--no-plots",
+                         "--out", tmp_path / "e")
+    assert code == 0 and "scale=2 (beyond the paper)" in out, err
+    assert json.loads((tmp_path / "e" / "report.json").read_text())["model"]["scored_size"] == [64, 96]
+
+
 def test_data_info_json(scene, cli):
     code, out, _ = cli("data", "info", scene, "--json")
     info = json.loads(out)
@@ -99,6 +164,7 @@ def test_config_show_round_trips(cli, tmp_path):
     (["train", "--data", "{scene}", "--frames", "4"], "odd"),
     (["train", "--data", "{scene}", "--frames", "0"], "odd"),
     (["train", "--data", "{scene}", "--set", "data.height=40"], "multiple of 16"),
+    (["train", "--data", "{scene}", "--set", "score.scale=0.1"], "score.scale"),
     (["train", "--data", "{scene}", "--epochs", "-1"], "epochs"),
     (["train", "--data", "{scene}", "--batch-size", "0"], "batch_size"),
     (["train", "--data", "/nonexistent/x", "--preset", "tiny", "--out", "{tmp}/r"], "/nonexistent/x"),

@@ -76,3 +76,16 @@ def test_epochs_flag_replaces_the_presets_step_budget():
     cfg = build_config(build_parser().parse_args(["train", "--data", "x"]))                # the preset's own cap
     assert cfg.train.steps == PRESETS["cpu"]["train.steps"] and cfg.train.until == "converged"
     assert cfg.train.val_fraction == 0.1
+
+
+@pytest.mark.parametrize("size,scale,scored", [
+    ((128, 192), 1.0, (128, 192)),     # the training size
+    ((128, 192), 1.25, (160, 240)),    # 160 = 10 x 16, 240 = 15 x 16
+    ((256, 256), 1.25, (320, 320)),
+    ((128, 192), 1.1, (144, 208)),     # 140.8 -> 9 x 16; 211.2 -> 13 x 16
+    ((32, 48), 0.3, (16, 16)),         # never below 16
+])
+def test_scoring_size_rounds_each_side_to_a_multiple_of_16(size, scale, scored):
+    from ddlvad.config import scoring_size
+
+    assert scoring_size(*size, scale) == scored

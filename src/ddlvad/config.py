@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, get_args, get_origin, get_type_hints
@@ -214,6 +215,10 @@ class ScoreConfig:
     flip: bool = False
     """Beyond the paper (docs/method.md §9.29): average each window's error map with that of its
     mirror image (test-time augmentation; twice the scoring cost)."""
+    scale: float = 1.0
+    """Beyond the paper (docs/method.md §9.29): frames are scored at ``data.height x data.width``
+    times this factor, each side rounded to a multiple of 16 (:func:`scoring_size`); the network
+    is fully convolutional. 1: the training size (the paper)."""
     batch_size: int = 16
     """Windows scored per forward pass."""
     threshold_percentile: float = 99.0
@@ -236,6 +241,12 @@ class ObjectsConfig:
     """Smallest detection score an ONNX detector keeps."""
     long_side: int = 360
     """Frames are detected at most this many pixels on their long side (Ped2's own size)."""
+
+
+def scoring_size(height: int, width: int, scale: float) -> tuple[int, int]:
+    """The frame size at which frames are scored (``score.scale``): ``height x width`` times
+    ``scale``, each side rounded to the nearest multiple of 16 (at least 16)."""
+    return max(16, round(height * scale / 16) * 16), max(16, round(width * scale / 16) * 16)
 
 
 _SECTIONS: dict[str, type] = {
@@ -353,6 +364,8 @@ class Config:
                             f"not {d.masks!r}")
         if not 0 < t.lr_drop_at <= 1:
             raise UserError(f"train.lr_drop_at={t.lr_drop_at}: must be in (0, 1]")
+        if not (math.isfinite(s.scale) and 0.25 <= s.scale <= 4):
+            raise UserError(f"score.scale={s.scale} (--scale): must be between 0.25 and 4 (1: the training size)")
         if t.log_every < 1 or t.checkpoint_every < 1:
             raise UserError("train.log_every and train.checkpoint_every must be >= 1")
         if t.snapshot_every is not None and t.snapshot_every < 1:

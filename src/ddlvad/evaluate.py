@@ -65,6 +65,9 @@ class Protocol:
     flip: bool = False
     """Beyond the paper (docs/method.md §9.29): error maps averaged with those of the mirrored
     frames (``score.flip``; ``ddlvad evaluate --flip``)."""
+    scale: float = 1.0
+    """Beyond the paper (docs/method.md §9.29) unless 1: frames were scored at the training size
+    times this factor (``score.scale``; ``ddlvad evaluate --scale``)."""
 
     def __post_init__(self) -> None:
         if self.smoothing not in SMOOTHINGS:
@@ -78,6 +81,8 @@ class Protocol:
             raise UserError(f"protocol window={self.window!r}: the median window must be an odd integer >= 1")
         if not (isinstance(self.sigma, numbers.Real) and math.isfinite(self.sigma) and self.sigma > 0):
             raise UserError(f"protocol sigma={self.sigma!r}: the gaussian sigma must be a positive number of frames")
+        if not (isinstance(self.scale, numbers.Real) and math.isfinite(self.scale) and 0.25 <= self.scale <= 4):
+            raise UserError(f"protocol scale={self.scale!r} (--scale): must be between 0.25 and 4 (1: the training size)")
         if self.edge_frames != "drop":
             raise UserError(f"protocol edge_frames={self.edge_frames!r}: only 'drop' is supported")
         if self.macro_single_class != "skip":

@@ -26,6 +26,7 @@ from torch import nn
 
 from . import __version__
 from .config import Config, ScoreConfig
+from .data.frames import FrameSpec
 from .errors import UserError
 from .loss import pixel_error
 from .score import frame_scores
@@ -55,10 +56,11 @@ class ScoringModule(nn.Module):
 
 def export_metadata(cfg: Config, ckpt: dict) -> dict:
     """What a consumer of the exported file needs to prepare clips and read the score."""
-    d, s = cfg.data, cfg.score
+    d, s, size = cfg.data, cfg.score, FrameSpec.for_scoring(cfg)
     return {"ddlvad": __version__, "input": "clip (B, C, T, H, W) float32 in [0, 1], RGB or grey",
-            "outputs": list(OUTPUTS), "frames": d.frames, "height": d.height, "width": d.width,
+            "outputs": list(OUTPUTS), "frames": d.frames, "height": size.height, "width": size.width,
             "channels": d.channels, "patch": s.patch, "shifted_grid": s.shifted_grid, "flip": s.flip,
+            "scale": s.scale, "trained_size": [d.height, d.width],
             "threshold": (ckpt.get("threshold") or {}).get("value"), "arch": cfg.model.arch,
             "mode": cfg.ddl.mode, "steps": ckpt.get("step")}
 
@@ -67,8 +69,8 @@ def exported_bytes(module: ScoringModule, cfg: Config, fmt: str, meta: str) -> b
     """The file content of ``module`` in ``fmt`` (``onnx`` or ``torchscript``) with ``meta`` inside."""
     if fmt not in FORMATS:
         raise UserError(f"--format {fmt!r}: choose one of {', '.join(FORMATS)}")
-    d = cfg.data
-    example = torch.rand(2, d.channels, d.frames, d.height, d.width)
+    d, size = cfg.data, FrameSpec.for_scoring(cfg)
+    example = torch.rand(2, d.channels, d.frames, size.height, size.width)
     buffer = io.BytesIO()
     # Tracing records C, T, H, W and the patch grid as constants (as intended) and says so in
     # TracerWarnings; the legacy ONNX exporter adds a DeprecationWarning. Not for users.

@@ -74,13 +74,19 @@ def _pct(x: float | None) -> str:
     return "  -  " if x is None else f"{100 * x:6.2f}"
 
 
+def _scale_note(protocol: dict) -> str:
+    """`` scale=X (beyond the paper)`` when the frames were scored at another size than trained."""
+    scale = protocol.get("scale", 1.0)
+    return "" if scale == 1 else f" scale={scale:g} (beyond the paper)"
+
+
 def print_summary(report: dict, stream: TextIO | None = None) -> None:
     """The protocol, a row per video and the pooled metrics of one evaluation."""
     stream = stream or sys.stdout
     p = report.get("protocol", {})
     print(f"protocol {p.get('name')}: smoothing={p.get('smoothing')} window={p.get('window')} "
           f"normalise={p.get('normalise')} edge={p.get('edge_frames')}"
-          f"{' flip=true (beyond the paper)' if p.get('flip') else ''}", file=stream)
+          f"{' flip=true (beyond the paper)' if p.get('flip') else ''}{_scale_note(p)}", file=stream)
     print(f"{'video':>10} {'frames':>7} {'abnormal':>9} {'AUC %':>7}", file=stream)
     for vid, v in report.get("videos", {}).items():
         print(f"{vid:>10} {v['frames']:>7} {str(v.get('abnormal')):>9} {_pct(v.get('auc')):>7}", file=stream)

@@ -442,7 +442,8 @@ class Trainer:
         recalibrate_batchnorm(final, self.data.frames, self.index, t.bn_recalibration, t.batch_size, t.seed,
                               self.device)  # on every rank, same windows (sync BN all-reduces in forward)
         distributed.broadcast_buffers(final)  # plain BN: every rank ends with rank 0's statistics
-        threshold = distributed.run_on_main(calibrate_thresholds, Scorer(final, self.cfg.score), self.data.frames)
+        threshold = distributed.run_on_main(lambda: calibrate_thresholds(Scorer(final, self.cfg.score),
+                                                                         self.data.frames_to_score()))
         converged = None if self.validator is None else (self.stopped == "converged" or self.plateau.levelled)
         summary = {
             "steps": self.step, "skipped_batches": self.skipped,

@@ -61,7 +61,8 @@ def detect(run: str | Path, source: str | int | Path, out: str | Path | None = N
         report: dict = {
             "source": video.label, "fps": video.fps, "fps_origin": video.fps_origin, "live": video.live,
             "threshold": detector.threshold, "threshold_origin": detector.threshold_origin,
-            "run": str(run), "model": {"frames": d.frames, "size": [d.height, d.width], "channels": d.channels},
+            "run": str(run), "model": {"frames": d.frames, "size": [d.height, d.width], "channels": d.channels,
+                                       "scored_size": [detector.spec.height, detector.spec.width]},
             "rules": dataclasses.asdict(rules), "frames": 0, "frames_scored": 0, "complete": False,
             "stopped": None, "events": [], "training_converged": detector.info.get("converged"),
         }

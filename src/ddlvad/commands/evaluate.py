@@ -42,7 +42,7 @@ def score_split(scorer: Scorer, cfg: Config, index: DatasetIndex, progress: bool
     part = {}
     if mine:
         show = progress and distributed.is_main()
-        store = FrameStore(mine, FrameSpec.from_config(cfg.data), cfg.data.cache_dir, progress=show)
+        store = FrameStore(mine, FrameSpec.for_scoring(cfg), cfg.data.cache_dir, progress=show)
         for record, frames in tqdm(list(zip(store.videos, store.arrays)), desc="scoring", unit="video",
                                    disable=not show):
             if maps is not None and record.masks is not None:
@@ -125,8 +125,10 @@ def evaluate(run: str | Path, root: str | Path, *, dataset: str | None = None, s
         if value is not None:
             setattr(cfg.data, key, value)
     proto = get_protocol(protocol, **{"patch": cfg.score.patch, "shifted_grid": cfg.score.shifted_grid,
-                                      "flip": cfg.score.flip, **(protocol_overrides or {})})
-    cfg.score.flip = proto.flip
+                                      "flip": cfg.score.flip, "scale": cfg.score.scale,
+                                      **(protocol_overrides or {})})
+    cfg.score.flip, cfg.score.scale = proto.flip, proto.scale
+    spec = FrameSpec.for_scoring(cfg)
     index = index_dataset(root, cfg.data.dataset, cfg.data.scene, splits=("testing",))
     maps = None
     if localisation and any(r.masks is not None for r in index.testing):
@@ -143,6 +145,7 @@ def evaluate(run: str | Path, root: str | Path, *, dataset: str | None = None, s
         "run": str(run), "data": str(Path(root)), "dataset": index.dataset, "scene": cfg.data.scene,
         "model": {"arch": cfg.model.arch, "mode": cfg.ddl.mode, "latent": cfg.model.latent,
                   "frames": cfg.data.frames, "size": [cfg.data.height, cfg.data.width],
+                  "scored_size": [spec.height, spec.width],
                   "channels": cfg.data.channels, "steps": ckpt.get("step"),
                   "anomaly_weight": ckpt.get("anomaly_weight")},
         "scoring_seconds": round(seconds, 2),

@@ -207,7 +207,8 @@ def evaluate_scenes(folder: str | Path, root: str | Path, *, protocol: str = "pa
         raise UserError(f"none of the scene runs in {folder} has test videos in {root}")
     first = reports[min(reports)]["protocol"]
     proto = get_protocol(protocol, **{"patch": first["patch"], "shifted_grid": first["shifted_grid"],
-                                      "flip": first["flip"], **(protocol_overrides or {})})
+                                      "flip": first["flip"], "scale": first.get("scale", 1.0),
+                                      **(protocol_overrides or {})})
     union = compute(videos, proto)
     report = aggregate_scenes(reports, union["auc_micro"])
     report.update({

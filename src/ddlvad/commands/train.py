@@ -50,6 +50,8 @@ def training_data(cfg: Config, root: str | Path, tracks_file: str | Path | None 
     """The training split of ``root`` as the network sees it: frames decoded and resized for
     ``cfg.data`` (cached), with the objects' tracks (``tracks_file``, the cache, or tracked now)."""
     index = index_dataset(root, cfg.data.dataset, cfg.data.scene, splits=("training",))
-    store = FrameStore.of_split(index, "training", FrameSpec.from_config(cfg.data), cfg.data.cache_dir, progress)
+    spec, scored = FrameSpec.from_config(cfg.data), FrameSpec.for_scoring(cfg)
+    store = FrameStore.of_split(index, "training", spec, cfg.data.cache_dir, progress)
     tracks = training_tracks(cfg, index, store, tracks_file, progress, log)
-    return TrainingData(store.arrays, tracks, [r.video_id for r in store.videos])
+    scoring = None if scored == spec else lambda: FrameStore.of_split(index, "training", scored, cfg.data.cache_dir).arrays
+    return TrainingData(store.arrays, tracks, [r.video_id for r in store.videos], scoring)

@@ -8,7 +8,7 @@ O(N) in the number of frames (the reference code's ``list.index`` made it O(N^2)
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,6 +25,13 @@ class TrainingData:
     frames: Sequence[np.ndarray]
     tracks: Sequence[VideoTracks | None]
     video_ids: Sequence[str]
+    scoring_frames: Callable[[], Sequence[np.ndarray]] | None = None
+    """The same videos at the scoring size (``score.scale``, docs/method.md §9.29), read only
+    when the detection threshold is calibrated; None: ``frames`` (frames are scored as trained)."""
+
+    def frames_to_score(self) -> Sequence[np.ndarray]:
+        """The training videos at the size the model scores them."""
+        return self.frames if self.scoring_frames is None else self.scoring_frames()
 
 
 class WindowIndex:

@@ -84,6 +84,7 @@ def test_epochs_flag_replaces_the_presets_step_budget():
     ((256, 256), 1.25, (320, 320)),
     ((128, 192), 1.1, (144, 208)),     # 140.8 -> 9 x 16; 211.2 -> 13 x 16
     ((32, 48), 0.3, (16, 16)),         # never below 16
+    ((160, 240), 1.25, (192, 304)),    # 200 = 12.5 x 16: a tie goes to the even multiple; 300 -> 19 x 16
 ])
 def test_scoring_size_rounds_each_side_to_a_multiple_of_16(size, scale, scored):
     from ddlvad.config import scoring_size

@@ -245,7 +245,8 @@ class ObjectsConfig:
 
 def scoring_size(height: int, width: int, scale: float) -> tuple[int, int]:
     """The frame size at which frames are scored (``score.scale``): ``height x width`` times
-    ``scale``, each side rounded to the nearest multiple of 16 (at least 16)."""
+    ``scale``, each side rounded to the nearest multiple of 16 (a tie to the even multiple, as
+    Python's ``round``; at least 16)."""
     return max(16, round(height * scale / 16) * 16), max(16, round(width * scale / 16) * 16)
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
+import numbers
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, get_args, get_origin, get_type_hints
@@ -243,6 +244,17 @@ class ObjectsConfig:
     """Frames are detected at most this many pixels on their long side (Ped2's own size)."""
 
 
+SCALE_RANGE = (0.25, 4.0)
+"""The factors ``score.scale`` (``--scale``) may take."""
+
+
+def check_scale(value: Any, name: str) -> None:
+    """Raise :class:`UserError` naming ``name`` unless ``value`` is a factor in :data:`SCALE_RANGE`."""
+    low, high = SCALE_RANGE
+    if not (isinstance(value, numbers.Real) and math.isfinite(value) and low <= value <= high):
+        raise UserError(f"{name}={value!r} (--scale): must be between {low:g} and {high:g} (1: the training size)")
+
+
 def scoring_size(height: int, width: int, scale: float) -> tuple[int, int]:
     """The frame size at which frames are scored (``score.scale``): ``height x width`` times
     ``scale``, each side rounded to the nearest multiple of 16 (a tie to the even multiple, as
@@ -365,8 +377,7 @@ class Config:
                             f"not {d.masks!r}")
         if not 0 < t.lr_drop_at <= 1:
             raise UserError(f"train.lr_drop_at={t.lr_drop_at}: must be in (0, 1]")
-        if not (math.isfinite(s.scale) and 0.25 <= s.scale <= 4):
-            raise UserError(f"score.scale={s.scale} (--scale): must be between 0.25 and 4 (1: the training size)")
+        check_scale(s.scale, "score.scale")
         if t.log_every < 1 or t.checkpoint_every < 1:
             raise UserError("train.log_every and train.checkpoint_every must be >= 1")
         if t.snapshot_every is not None and t.snapshot_every < 1:

@@ -31,6 +31,7 @@ import numpy as np
 from scipy.ndimage import gaussian_filter1d, median_filter
 from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
 
+from .config import check_scale
 from .errors import UserError
 
 SMOOTHINGS = ("none", "median", "gaussian")
@@ -81,8 +82,7 @@ class Protocol:
             raise UserError(f"protocol window={self.window!r}: the median window must be an odd integer >= 1")
         if not (isinstance(self.sigma, numbers.Real) and math.isfinite(self.sigma) and self.sigma > 0):
             raise UserError(f"protocol sigma={self.sigma!r}: the gaussian sigma must be a positive number of frames")
-        if not (isinstance(self.scale, numbers.Real) and math.isfinite(self.scale) and 0.25 <= self.scale <= 4):
-            raise UserError(f"protocol scale={self.scale!r} (--scale): must be between 0.25 and 4 (1: the training size)")
+        check_scale(self.scale, "protocol scale")
         if self.edge_frames != "drop":
             raise UserError(f"protocol edge_frames={self.edge_frames!r}: only 'drop' is supported")
         if self.macro_single_class != "skip":

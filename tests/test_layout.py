@@ -72,6 +72,26 @@ def test_the_real_probe_times_every_candidate(tmp_path):
     assert lay.choose(cfg, "score") in lay.CANDIDATES
 
 
+def test_scoring_is_probed_at_the_size_frames_are_scored_at(tmp_path, monkeypatch):
+    cfg = auto_cfg(tmp_path)  # 32x48 frames
+    cfg.score.scale = 1.5     # scored at 48x64 (72 rounds to the even multiple of 16, 64)
+    seen = []
+    from ddlvad import score
+
+    class Spy(score.Scorer):
+        def errors(self, frames):
+            seen.append(frames.shape[1:3])
+            return super().errors(frames)
+
+    monkeypatch.setattr(score, "Scorer", Spy)
+    lay.probe(cfg, "score", [NCHW, NHWC], torch.device("cpu"), rounds=1)
+    assert seen and set(seen) == {(48, 64)}
+    assert lay.probe_size(cfg, "train") == (32, 48)
+    plain = auto_cfg(tmp_path)
+    assert lay.probe_key(cfg, "score", torch.device("cpu"), [NCHW]) != lay.probe_key(plain, "score", torch.device("cpu"), [NCHW])
+    assert lay.probe_key(cfg, "train", torch.device("cpu"), [NCHW]) == lay.probe_key(plain, "train", torch.device("cpu"), [NCHW])
+
+
 def tiny_data(frames=14):
     rng = np.random.default_rng(0)
     arrays = [rng.integers(0, 255, (frames, 32, 48, 1), dtype=np.uint8) for _ in range(2)]

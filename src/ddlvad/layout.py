@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .config import Config
+from .config import Config, scoring_size
 from .data.frames import default_cache_dir
 from .files import atomic_write
 from .machine import machine_info
@@ -89,7 +89,8 @@ def probe(cfg: Config, purpose: str, options: list[Layout], device: torch.device
             model.zero_grad(set_to_none=True)
     else:
         count = probe_batch(cfg, purpose) + d.frames - 1
-        frames = np.random.default_rng(0).integers(0, 256, (count, d.height, d.width, d.channels), dtype=np.uint8)
+        height, width = probe_size(cfg, purpose)
+        frames = np.random.default_rng(0).integers(0, 256, (count, height, width, d.channels), dtype=np.uint8)
 
         def step(model):
             Scorer(model, cfg.score).errors(frames)
@@ -107,12 +108,19 @@ def probe(cfg: Config, purpose: str, options: list[Layout], device: torch.device
     return best
 
 
+def probe_size(cfg: Config, purpose: str) -> tuple[int, int]:
+    """The frame size the probe times: the training size, or for scoring the size frames are
+    scored at (``score.scale``, :func:`ddlvad.config.scoring_size`)."""
+    d = cfg.data
+    return scoring_size(d.height, d.width, cfg.score.scale) if purpose == "score" else (d.height, d.width)
+
+
 def probe_batch(cfg: Config, purpose: str) -> int:
     """Windows per probe step: the run's batch (layouts rank differently at different batch
     sizes), capped so that one step costs about what 8 windows of the ``cpu`` preset cost
     (the ``paper`` size then probes 2 windows, not 10)."""
-    d = cfg.data
-    cap = max(1, (8 * 128 * 192 * 64) // (d.height * d.width * cfg.model.latent * d.channels))
+    height, width = probe_size(cfg, purpose)
+    cap = max(1, (8 * 128 * 192 * 64) // (height * width * cfg.model.latent * cfg.data.channels))
     return max(1, min(cfg.train.batch_size if purpose == "train" else cfg.score.batch_size, cap))
 
 
@@ -124,7 +132,7 @@ def probe_key(cfg: Config, purpose: str, device: torch.device, options: list[Lay
     batch = probe_batch(cfg, purpose)
     return json.dumps({
         "machine": _machine(device), "torch": str(torch.__version__), "threads": torch.get_num_threads(),
-        "purpose": purpose, "model": [m.arch, m.latent, m.block], "input": [d.channels, d.frames, d.height, d.width],
+        "purpose": purpose, "model": [m.arch, m.latent, m.block], "input": [d.channels, d.frames, *probe_size(cfg, purpose)],
         "batch": batch, "candidates": [_name(c) for c in options],
     }, sort_keys=True)
 

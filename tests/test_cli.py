@@ -108,9 +108,11 @@ def test_a_scale_out_of_range_is_one_line_and_exit_2(scale, trained, scene, cli,
     assert not (tmp_path / "e").exists()
 
 
-def test_a_run_trained_with_a_scale_calibrates_detects_and_exports_at_that_size(scene, cli, tmp_path):
+@pytest.mark.parametrize("validation", [[], ["--set", "train.val_fraction=0.2"]], ids=["plain", "validated"])
+def test_a_run_trained_with_a_scale_calibrates_detects_and_exports_at_that_size(validation, scene, cli, tmp_path):
     """`score.scale=2` at training: the stored threshold comes from the training frames at
-    64x96, `ddlvad evaluate` and the detector score at 64x96, and an export takes 64x96 clips."""
+    64x96 (also when frames are held out for validation), `ddlvad evaluate` and the detector
+    score at 64x96, and an export takes 64x96 clips."""
     from ddlvad import AnomalyDetector
     from ddlvad.checkpoint import load_model
     from ddlvad.data.frames import FrameSpec, FrameStore
@@ -120,7 +122,7 @@ def test_a_run_trained_with_a_scale_calibrates_detects_and_exports_at_that_size(
 
     run, cache = tmp_path / "run", tmp_path / "cache"
     code, _, err = cli("train", "--data", scene, "--preset", "tiny", "--out", run, "--cache-dir", cache,
-                       "--set", "score.scale=2", "--quiet")
+                       "--set", "score.scale=2", *validation, "--quiet")
     assert code == 0, err
     model, cfg, ckpt = load_model(run)
     training = index_dataset(scene, splits=("training",)).training

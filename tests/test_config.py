@@ -86,7 +86,7 @@ def test_epochs_flag_replaces_the_presets_step_budget():
     ((32, 48), 0.3, (16, 16)),         # never below 16
     ((160, 240), 1.25, (192, 304)),    # 200 = 12.5 x 16: a tie goes to the even multiple; 300 -> 19 x 16
 ])
-def test_scoring_size_rounds_each_side_to_a_multiple_of_16(size, scale, scored):
-    from ddlvad.config import scoring_size
+def test_scaled_size_rounds_each_side_to_a_multiple_of_16(size, scale, scored):
+    from ddlvad.config import scaled_size
 
-    assert scoring_size(*size, scale) == scored
+    assert scaled_size(*size, scale) == scored

@@ -205,6 +205,14 @@ class TrainConfig:
     """Steps over which the learning rate rises linearly from 0 to ``lr``."""
     clip_grad: float | None = None
     """Clip the global gradient norm to this value (None: no clipping)."""
+    start_scale: float = 1.0
+    """Beyond the paper (docs/method.md §9.33), progressive resizing: until the learning rate
+    drops (at ``lr_drop_at`` of the steps or of ``minutes``, or at the first plateau under
+    ``until=converged``) frames are trained at ``data.height x data.width`` times this factor
+    (each side rounded to a multiple of 16, :func:`scaled_size`), and from the drop on at the
+    full size, which the validation after the drop, the kept model, the threshold and scoring
+    use. Weights, the anomaly weight and Adam's state carry over (the network is fully
+    convolutional). 1: the full size throughout (the paper)."""
 
 
 @dataclass
@@ -218,7 +226,7 @@ class ScoreConfig:
     mirror image (test-time augmentation; twice the scoring cost)."""
     scale: float = 1.0
     """Beyond the paper (docs/method.md §9.29): frames are scored at ``data.height x data.width``
-    times this factor, each side rounded to a multiple of 16 (:func:`scoring_size`); the network
+    times this factor, each side rounded to a multiple of 16 (:func:`scaled_size`); the network
     is fully convolutional. 1: the training size (the paper)."""
     batch_size: int = 16
     """Windows scored per forward pass."""
@@ -255,10 +263,10 @@ def check_scale(value: Any, name: str) -> None:
         raise UserError(f"{name}={value!r} (--scale): must be between {low:g} and {high:g} (1: the training size)")
 
 
-def scoring_size(height: int, width: int, scale: float) -> tuple[int, int]:
-    """The frame size at which frames are scored (``score.scale``): ``height x width`` times
-    ``scale``, each side rounded to the nearest multiple of 16 (a tie to the even multiple, as
-    Python's ``round``; at least 16)."""
+def scaled_size(height: int, width: int, scale: float) -> tuple[int, int]:
+    """``height x width`` times ``scale``, each side rounded to the nearest multiple of 16 (a tie
+    to the even multiple, as Python's ``round``; at least 16): the size frames are scored at
+    (``score.scale``) and trained at before growing (``train.start_scale``)."""
     return max(16, round(height * scale / 16) * 16), max(16, round(width * scale / 16) * 16)
 
 
@@ -329,6 +337,15 @@ class Config:
             self.set(key.strip(), value.strip())
         return self
 
+    def at_start(self) -> Config:
+        """This config at the frame size training starts at (``train.start_scale``, docs/method.md
+        §9.33): a copy with ``data.height x data.width`` scaled; itself when the scale is 1."""
+        if self.train.start_scale == 1:
+            return self
+        start = Config.from_dict(self.to_dict())
+        start.data.height, start.data.width = scaled_size(self.data.height, self.data.width, self.train.start_scale)
+        return start
+
     # ---------------------------------------------------------------- checks
     def validate(self) -> Config:
         """Raise :class:`UserError` naming the flag for the first invalid value."""
@@ -378,6 +395,11 @@ class Config:
         if not 0 < t.lr_drop_at <= 1:
             raise UserError(f"train.lr_drop_at={t.lr_drop_at}: must be in (0, 1]")
         check_scale(s.scale, "score.scale")
+        if not (isinstance(t.start_scale, numbers.Real) and 0.25 <= t.start_scale <= 1):
+            raise UserError(f"train.start_scale={t.start_scale!r}: must be between 0.25 and 1 (1: no resizing)")
+        if t.start_scale < 1 and t.lr_drop_at == 1 and t.until == "steps" and t.minutes is None:
+            raise UserError(f"train.start_scale={t.start_scale} grows the frames when the learning rate drops, "
+                            f"and with train.lr_drop_at=1 it never does: set train.lr_drop_at below 1")
         if t.log_every < 1 or t.checkpoint_every < 1:
             raise UserError("train.log_every and train.checkpoint_every must be >= 1")
         if t.snapshot_every is not None and t.snapshot_every < 1:

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .config import Config, scoring_size
+from .config import Config, scaled_size
 from .data.frames import default_cache_dir
 from .files import atomic_write
 from .machine import machine_info
@@ -110,9 +110,9 @@ def probe(cfg: Config, purpose: str, options: list[Layout], device: torch.device
 
 def probe_size(cfg: Config, purpose: str) -> tuple[int, int]:
     """The frame size the probe times: the training size, or for scoring the size frames are
-    scored at (``score.scale``, :func:`ddlvad.config.scoring_size`)."""
+    scored at (``score.scale``, :func:`ddlvad.config.scaled_size`)."""
     d = cfg.data
-    return scoring_size(d.height, d.width, cfg.score.scale) if purpose == "score" else (d.height, d.width)
+    return scaled_size(d.height, d.width, cfg.score.scale) if purpose == "score" else (d.height, d.width)
 
 
 def probe_batch(cfg: Config, purpose: str) -> int:

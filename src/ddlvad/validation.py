@@ -36,23 +36,24 @@ from .score import frame_scores
 def hold_out(data: TrainingData, fraction: float, window: int) -> tuple[TrainingData, TrainingData]:
     """Split every video into its first frames (training) and its last ``round(fraction * N)``
     frames (held out). A video keeps all its frames for training when either part would be
-    shorter than ``window + 1`` frames; ``fraction`` 0 holds nothing out."""
-    train, held = TrainingData([], [], []), TrainingData([], [], [])
-    for frames, tracks, vid in zip(data.frames, data.tracks, data.video_ids):
+    shorter than ``window + 1`` frames; ``fraction`` 0 holds nothing out. The training part
+    keeps ``scoring_frames`` (the threshold is calibrated on whole training videos)."""
+    sized = data.start_frames is not None  # the start-size copies are split alike (train.start_scale)
+    train = TrainingData([], [], [], data.scoring_frames, start_frames=[] if sized else None)
+    held = TrainingData([], [], [], start_frames=[] if sized else None)
+    for i, (frames, tracks, vid) in enumerate(zip(data.frames, data.tracks, data.video_ids)):
         n = len(frames)
         tail = int(round(fraction * n))
-        if tail <= window or n - tail <= window:
-            train.frames.append(frames)
-            train.tracks.append(tracks)
-            train.video_ids.append(vid)
-            continue
-        cut = n - tail
-        train.frames.append(frames[:cut])
-        train.tracks.append(None if tracks is None else tracks.part(0, cut))
-        train.video_ids.append(vid)
-        held.frames.append(frames[cut:])
-        held.tracks.append(None if tracks is None else tracks.part(cut, n))
-        held.video_ids.append(vid)
+        parts = [(train, 0, n)]
+        if tail > window and n - tail > window:
+            parts = [(train, 0, n - tail), (held, n - tail, n)]
+        for part, a, b in parts:
+            whole = (a, b) == (0, n)
+            part.frames.append(frames if whole else frames[a:b])
+            part.tracks.append(tracks if whole or tracks is None else tracks.part(a, b))
+            part.video_ids.append(vid)
+            if sized:
+                part.start_frames.append(data.start_frames[i] if whole else data.start_frames[i][a:b])
     return train, held
 
 

@@ -29,6 +29,16 @@ class TrainingData:
     """The same videos at the scoring size (``score.scale``, docs/method.md §9.29), read only
     when the detection threshold is calibrated; None: ``frames`` (frames are scored as trained)."""
 
+    start_frames: Sequence[np.ndarray] | None = None
+    """The same videos at the size training starts at (``train.start_scale``, docs/method.md
+    §9.33); None: training starts at the size of ``frames``."""
+
+    def at_start(self) -> TrainingData:
+        """These videos at the size training starts at (``start_frames``; themselves without)."""
+        if self.start_frames is None:
+            return self
+        return TrainingData(self.start_frames, self.tracks, self.video_ids, self.scoring_frames)
+
     def frames_to_score(self) -> Sequence[np.ndarray]:
         """The training videos at the size the model scores them."""
         return self.frames if self.scoring_frames is None else self.scoring_frames()

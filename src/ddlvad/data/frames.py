@@ -21,7 +21,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ..config import scoring_size
+from ..config import scaled_size
 from ..errors import UserError
 from ..files import atomic_writer
 from .layouts import DatasetIndex, VideoRecord
@@ -57,7 +57,7 @@ class FrameSpec:
     def for_scoring(cls, cfg) -> FrameSpec:
         """The spec at which a :class:`ddlvad.config.Config`'s frames are scored: the training
         size times ``score.scale`` (docs/method.md §9.29); the training size when it is 1."""
-        height, width = scoring_size(cfg.data.height, cfg.data.width, cfg.score.scale)
+        height, width = scaled_size(cfg.data.height, cfg.data.width, cfg.score.scale)
         return cls(height, width, int(cfg.data.channels))
 
 

@@ -96,7 +96,6 @@ class PseudoAnomalyGenerator(nn.Module):
         self.weight = AnomalyWeight(cfg.ddl.init_logit, trainable=cfg.ddl.mode == "ddl")
         self.active = cfg.ddl.mode != "recon"
         self.source = cfg.data.masks
-        self.size = (cfg.data.height, cfg.data.width)
         self.tracks = list(tracks)
         self.index = index
         self.paste = cfg.ddl.paste if self.active else 0.0
@@ -106,10 +105,16 @@ class PseudoAnomalyGenerator(nn.Module):
         self.paste_start = cfg.ddl.start_step if cfg.ddl.paste_start is None or not self.paste else cfg.ddl.paste_start
         """The first step with moved objects (before ``ddl.start_step``: moved objects only)."""
         self.mover: ObjectMover | None = None
+        self.resize(cfg.data.height, cfg.data.width, frames)
+
+    def resize(self, height: int, width: int, frames: Sequence[np.ndarray] | None = None) -> None:
+        """Draw for frames of ``height x width`` (``frames``: the training videos at that size,
+        which ``ddl.paste`` moves objects in); the anomaly weight stays (``train.start_scale``)."""
+        self.size = (height, width)
         if self.paste:
             if frames is None:
                 raise ValueError("ddl.paste needs the training frames")
-            self.mover = ObjectMover(frames, self.tracks, *self.size)
+            self.mover = ObjectMover(frames, self.tracks, height, width)
 
     def noised(self, step: int) -> bool:
         """Whether step ``step`` has noise pseudo anomalies and the distinction loss (§9.30)."""

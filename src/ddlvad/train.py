@@ -99,6 +99,16 @@ class Trainer:
                                 f"out its last frames; set train.val_fraction=0 (and train.until=steps)")
             self.validator = Validator(cfg, held)
             self.data = data
+        # progressive resizing (train.start_scale, docs/method.md §9.33): the start size until the lr drops
+        start = cfg.at_start()
+        self.full: tuple[TrainingData, Validator | None] | None = None
+        """The full-size data and validator that :meth:`grow` switches to; None once grown (or never small)."""
+        if start is not cfg:
+            if data.start_frames is None:
+                raise ValueError("train.start_scale < 1: the TrainingData needs start_frames")
+            self.full = (self.data, self.validator)
+            self.data = data.at_start()
+            self.validator = None if self.validator is None else Validator(start, held.at_start())
         self.index = WindowIndex([len(f) for f in data.frames], cfg.data.frames)
         if len(self.index) == 0:
             raise UserError(f"no training windows: every training video is shorter than "
@@ -115,7 +125,7 @@ class Trainer:
         self.layout = distributed.run_on_main(choose_layout, cfg, "train", self.device)
         torch.manual_seed(t.seed)
         self.model = build_model(cfg, self.layout).to(self.device)
-        self.generator = PseudoAnomalyGenerator(cfg, data.tracks, self.index, data.frames).to(self.device)
+        self.generator = PseudoAnomalyGenerator(start, data.tracks, self.index, self.data.frames).to(self.device)
         self.weight = self.generator.weight
         # the moving average of the weights (before sync BatchNorm: its copy keeps plain BatchNorm)
         self.average = (AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(t.ema), use_buffers=True)
@@ -129,7 +139,7 @@ class Trainer:
         self.optimizer = torch.optim.Adam(groups)
         self.base_lrs = [g["lr"] for g in groups]
         self.lr_dropped_at: int | None = None
-        self.plateau = Plateau(t.patience, t.min_improvement, t.val_floor if t.val_metric == "auc" else None)
+        self.plateau = self.new_plateau()
         self.stopped: str | None = None
         self.validated_at: int | None = None
         self.step = 0
@@ -147,6 +157,28 @@ class Trainer:
         if t.compile:
             self.engine = torch.compile(self.engine)
         self.autocast = dict(device_type=self.device.type, dtype=torch.bfloat16, enabled=t.precision == "bf16")
+
+    def new_plateau(self) -> Plateau:
+        t = self.cfg.train
+        return Plateau(t.patience, t.min_improvement, t.val_floor if t.val_metric == "auc" else None)
+
+    # ------------------------------------------------------------------ sizes
+    def grow(self, fresh: bool = True) -> None:
+        """From the start size to the full size (``train.start_scale``): training and held-out
+        frames and the pseudo anomalies' size switch; weights, ``l`` and Adam's state stay.
+        ``fresh``: the validation's patience and best value count afresh (signals at two sizes
+        are not compared; the first full-size validation becomes ``best.pt``)."""
+        self.data, self.validator = self.full
+        self.full = None
+        d = self.cfg.data
+        self.generator.resize(d.height, d.width, self.data.frames)
+        if fresh:
+            self.plateau = self.new_plateau()
+
+    def due_to_grow(self, step: int) -> bool:
+        """Whether training step ``step`` is at the full size and the frames are still small:
+        the learning rate has dropped at or before it."""
+        return self.full is not None and self.lr_dropped_at is not None and step >= self.lr_dropped_at
 
     # ------------------------------------------------------------------ one step
     def batch_windows(self, step: int) -> np.ndarray:
@@ -192,6 +224,8 @@ class Trainer:
         self.net.train()
         for group, base in zip(self.optimizer.param_groups, self.base_lrs):
             group["lr"] = base * self.lr_factor(step)
+        if self.due_to_grow(step):
+            self.grow()                                                      # train.start_scale
 
         host_clip = gather_clips(self.data.frames, self.index, windows)      # X (B, C, T, H, W)
         clip = host_clip.to(self.device)
@@ -365,6 +399,8 @@ class Trainer:
         self.skipped = int(ckpt.get("skipped", 0))
         self.elapsed = float(ckpt.get("elapsed", 0.0))
         torch.set_rng_state(ckpt["torch_rng"])
+        if self.due_to_grow(self.step - 1):  # it grew at a step before the checkpoint's: the plateau is the grown one
+            self.grow(fresh=False)
 
     # ------------------------------------------------------------------ loop
     def run(self, resume: bool = False) -> dict:
@@ -432,6 +468,9 @@ class Trainer:
         ``best.pt`` (``checkpoint.pt`` keeps the state to resume from)."""
         t = self.cfg.train
         main = self.rank == 0
+        grew_at = None if t.start_scale == 1 or self.full is not None else self.lr_dropped_at
+        if self.full is not None:  # never grew (no learning-rate drop): the kept model is still used at full size
+            self.grow(fresh=False)
         separate = self.validator is not None or self.average is not None
         if separate:
             self.save_checkpoint()  # the state to resume from, before the kept network changes
@@ -453,6 +492,10 @@ class Trainer:
             "training_windows": len(self.index), "processes": self.world, "version": __version__,
             "machine": machine_info(self.device),
         }
+        if t.start_scale != 1:
+            start = self.cfg.at_start().data
+            summary["start_size"] = [start.height, start.width]
+            summary["grown_at"] = grew_at
         extra = {"threshold": threshold, "stopped": self.stopped, "converged": converged,
                  "learned": None if self.validator is None else self.plateau.learned}
         if self.validator is not None:

@@ -32,12 +32,17 @@ def train(cfg: Config, root: str | Path, out: str | Path, *, resume: bool = Fals
         data = training_data(cfg, root, tracks_file, progress, log)
     trainer = Trainer(cfg, data, out, progress=progress)
     where = f" on {trainer.world} processes ({trainer.device.type})" if trainer.world > 1 else ""
+    start = cfg.at_start().data
+    grows = (f", frames at {start.height}x{start.width} until the learning rate drops, then "
+             f"{cfg.data.height}x{cfg.data.width} (train.start_scale)" if start is not cfg.data else "")
     log(f"training {cfg.model.arch} ({cfg.ddl.mode}) on {len(trainer.index)} windows of "
-        f"{len(data.frames)} videos for {trainer.total_steps} steps{where} -> {out}")
+        f"{len(data.frames)} videos for {trainer.total_steps} steps{where}{grows} -> {out}")
     summary = trainer.run(resume=resume)
     why = {"steps": "its step budget", "minutes": "its time budget", "converged": "convergence"}.get(
         summary["stopped"], summary["stopped"])
-    log(f"done: {summary['steps']} steps in {summary['minutes']:.1f} min (stopped by {why}), anomaly weight "
+    grew = ("" if "start_size" not in summary else f", frames grown at step {summary['grown_at']}"
+            if summary["grown_at"] is not None else ", frames never grown (no learning-rate drop)")
+    log(f"done: {summary['steps']} steps in {summary['minutes']:.1f} min (stopped by {why}){grew}, anomaly weight "
         f"{summary['anomaly_weight']:.3f}")
     warning = convergence_warning(summary, out)
     if warning:
@@ -54,4 +59,6 @@ def training_data(cfg: Config, root: str | Path, tracks_file: str | Path | None 
     store = FrameStore.of_split(index, "training", spec, cfg.data.cache_dir, progress)
     tracks = training_tracks(cfg, index, store, tracks_file, progress, log)
     scoring = None if scored == spec else lambda: FrameStore.of_split(index, "training", scored, cfg.data.cache_dir).arrays
-    return TrainingData(store.arrays, tracks, [r.video_id for r in store.videos], scoring)
+    start = FrameSpec.from_config(cfg.at_start().data)  # train.start_scale: the size training starts at
+    small = None if start == spec else FrameStore.of_split(index, "training", start, cfg.data.cache_dir, progress).arrays
+    return TrainingData(store.arrays, tracks, [r.video_id for r in store.videos], scoring, small)

@@ -1,13 +1,16 @@
 """Progressive resizing (beyond the paper): train at one frame size, then go on at a larger one.
 
     python -m bench.experiments.progressive --data ../shared/data/ped2 --out RUN \
-        --first 900 --then 280 --size 160x240 [--seed 0] [--cache-dir CACHE] [--set KEY=VALUE ...]
+        --first 900 --then 280 --first-size 128x192 --size 160x240 [--seed 0] [--cache-dir CACHE] \
+        [--set KEY=VALUE ...]
 
+Two ordinary runs glued by hand, which is how progressive resizing was first measured; since
+then ``train.start_scale`` does it in one run, equal bit for bit (tests/test_progressive.py).
 The network is fully convolutional, so its weights carry over to another frame size. Stage 1
-trains the ``cpu`` preset (with ``--set`` changes) for ``--first`` steps at its own size and
-full learning rate; stage 2 resumes from its ``checkpoint.pt`` (weights, anomaly weight, Adam
-state) at ``--size`` for ``--then`` more steps with the learning rate dropped by
-``train.lr_gamma`` at the boundary. Stage 2's validation (at the new size) chooses its best
+trains the ``cpu`` preset (with ``--set`` changes, ``train.start_scale`` 1) for ``--first``
+steps at ``--first-size`` and full learning rate; stage 2 resumes from its ``checkpoint.pt``
+(weights, anomaly weight, Adam state) at ``--size`` for ``--then`` more steps with the learning
+rate dropped by ``train.lr_gamma`` at the boundary. Stage 2's validation (at the new size) chooses its best
 model afresh: signals at two sizes are not compared. ``RUN/stage2`` is then an ordinary run
 folder for ``ddlvad evaluate``. The point: the cheap small-frame steps take the network through
 its first plateau (learning the scene), the larger frames then lift the small anomalies
@@ -32,10 +35,13 @@ from ddlvad.config import Config
 def stage_configs(args: argparse.Namespace) -> tuple[Config, Config]:
     """The two stages' configs: the same run but for size, length and where the lr drops."""
     first = Config.preset("cpu").override(list(args.set))
+    first.set("train.start_scale", 1.0)
     first.set("train.seed", args.seed)
     if args.cache_dir:
         first.set("data.cache_dir", args.cache_dir)
     second = Config.from_dict(first.to_dict())
+    first.set("data.height", int(args.first_size.lower().split("x")[0]))
+    first.set("data.width", int(args.first_size.lower().split("x")[1]))
     first.set("train.steps", args.first)
     first.set("train.lr_drop_at", 1.0)          # no drop in stage 1
     first.set("train.until", "steps")
@@ -69,6 +75,7 @@ def main() -> None:
     ap.add_argument("--out", required=True, help="folder for stage1/ and stage2/")
     ap.add_argument("--first", type=int, required=True, help="steps at the preset's size")
     ap.add_argument("--then", type=int, required=True, help="steps at --size after them")
+    ap.add_argument("--first-size", default="128x192", help="HxW of stage 1 (default 128x192)")
     ap.add_argument("--size", default="160x240", help="HxW of stage 2 (default 160x240)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--cache-dir")

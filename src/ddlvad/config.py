@@ -518,11 +518,13 @@ PRESETS: dict[str, dict[str, Any]] = {
     "paper": {},
     "cpu": {
         "model.latent": 64,
-        "data.height": 128,
-        "data.width": 192,
+        "data.height": 160,
+        "data.width": 240,
         "data.channels": 1,
         "ddl.loss_form": "norm",
-        "train.steps": 1500,
+        "train.start_scale": 0.8,
+        "train.steps": 1180,
+        "train.lr_drop_at": 900 / 1180,
         "train.batch_size": 8,
         "train.lr": 3e-3,
         "train.checkpoint_every": 100,
@@ -554,7 +556,8 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 DEMO: dict[str, Any] = {"preset": "cpu", "overrides": {
     "train.lr": 5e-3, "train.val_every": 25, "train.steps": 1000, "train.minutes": 7.0, "ddl.start_step": 100,
-    "ddl.paste": 0.5, "model.latent": 32, "data.height": 128, "data.width": 192}}
+    "ddl.paste": 0.5, "model.latent": 32, "data.height": 128, "data.width": 192, "train.start_scale": 1.0,
+    "train.lr_drop_at": 0.8}}
 """``ddlvad demo``: the preset it trains and the changes to it. It trains until its validation
 signal levels off or for 7 minutes, whichever comes first (bench/RESULTS.md, "Training to
 convergence"): on a slow 2-core AVX2 machine the whole demo then ends within 10 minutes. The

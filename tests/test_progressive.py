@@ -175,3 +175,19 @@ def test_the_cli_trains_with_start_scale_and_says_how(scene, cli, tmp_path):
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["start_size"] == [32, 48] and summary["grown_at"] == 3
     assert load_checkpoint(tmp_path / "run")["config"]["data"]["height"] == 64
+
+
+def test_the_layout_is_probed_at_the_start_size_where_most_steps_train(tmp_path, monkeypatch):
+    from ddlvad import layout as lay
+
+    sizes = []
+
+    def probe(cfg, purpose, options, device, rounds=2):
+        sizes.append((purpose, cfg.data.height, cfg.data.width))
+        return {c: 1.0 for c in options}
+
+    monkeypatch.setattr(lay, "probe", probe)
+    monkeypatch.setattr(lay, "_MEMO", {})
+    cfg = grown_cfg(**{"model.channels_last": None, "data.cache_dir": str(tmp_path / "cache")})
+    Trainer(cfg, data(), tmp_path / "run", progress=False)
+    assert sizes == [("train", *START)]

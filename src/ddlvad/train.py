@@ -121,8 +121,9 @@ class Trainer:
         check_global_batch(t.batch_size, self.world)
         self.device = distributed.device()
 
-        # the same layout on every rank (DDP's gradient buckets assume it); the probe runs before seeding
-        self.layout = distributed.run_on_main(choose_layout, cfg, "train", self.device)
+        # the same layout on every rank (DDP's gradient buckets assume it); the probe runs before seeding,
+        # at the size most steps train at (the start size with train.start_scale)
+        self.layout = distributed.run_on_main(choose_layout, start, "train", self.device)
         torch.manual_seed(t.seed)
         self.model = build_model(cfg, self.layout).to(self.device)
         self.generator = PseudoAnomalyGenerator(start, data.tracks, self.index, self.data.frames).to(self.device)

@@ -32,27 +32,28 @@ from ddlvad.commands.train import train
 from ddlvad.config import Config
 
 
+def frame_size(text: str) -> tuple[int, int]:
+    """``HxW`` -> ``(H, W)`` (argparse type of ``--first-size`` and ``--size``)."""
+    height, width = (int(v) for v in text.lower().split("x"))
+    return height, width
+
+
 def stage_configs(args: argparse.Namespace) -> tuple[Config, Config]:
     """The two stages' configs: the same run but for size, length and where the lr drops."""
-    first = Config.preset("cpu").override(list(args.set))
-    first.set("train.start_scale", 1.0)
-    first.set("train.seed", args.seed)
+    base = Config.preset("cpu").override(list(args.set))
+    base.set("train.start_scale", 1.0)
+    base.set("train.seed", args.seed)
+    base.set("train.until", "steps")
     if args.cache_dir:
-        first.set("data.cache_dir", args.cache_dir)
-    second = Config.from_dict(first.to_dict())
-    first.set("data.height", int(args.first_size.lower().split("x")[0]))
-    first.set("data.width", int(args.first_size.lower().split("x")[1]))
-    first.set("train.steps", args.first)
-    first.set("train.lr_drop_at", 1.0)          # no drop in stage 1
-    first.set("train.until", "steps")
-    height, width = (int(v) for v in args.size.lower().split("x"))
+        base.set("data.cache_dir", args.cache_dir)
     total = args.first + args.then
-    second.set("data.height", height)
-    second.set("data.width", width)
-    second.set("train.steps", total)
-    second.set("train.lr_drop_at", args.first / total)  # the drop at the boundary
-    second.set("train.until", "steps")
-    return first.validate(), second.validate()
+    stages = []
+    for (height, width), steps, drop in ((args.first_size, args.first, 1.0),          # no drop in stage 1
+                                         (args.size, total, args.first / total)):     # the drop at the boundary
+        cfg = Config.from_dict(base.to_dict())
+        cfg.apply({"data.height": height, "data.width": width, "train.steps": steps, "train.lr_drop_at": drop})
+        stages.append(cfg.validate())
+    return stages[0], stages[1]
 
 
 def hand_over(first_run: Path, second_run: Path, second: Config) -> None:
@@ -75,8 +76,8 @@ def main() -> None:
     ap.add_argument("--out", required=True, help="folder for stage1/ and stage2/")
     ap.add_argument("--first", type=int, required=True, help="steps at the preset's size")
     ap.add_argument("--then", type=int, required=True, help="steps at --size after them")
-    ap.add_argument("--first-size", default="128x192", help="HxW of stage 1 (default 128x192)")
-    ap.add_argument("--size", default="160x240", help="HxW of stage 2 (default 160x240)")
+    ap.add_argument("--first-size", type=frame_size, default="128x192", help="HxW of stage 1 (default 128x192)")
+    ap.add_argument("--size", type=frame_size, default="160x240", help="HxW of stage 2 (default 160x240)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--cache-dir")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")

@@ -86,11 +86,16 @@ def test_a_start_scale_that_cannot_work_is_refused(sets, flag):
         cfg.validate()
 
 
-@pytest.mark.parametrize("sets", [{}, {"ddl.paste": 0.5}], ids=["noise", "moved-objects"])
-def test_growing_equals_two_runs_glued_by_hand(tmp_path, sets):
+@pytest.mark.parametrize("sets, signal", [({}, "real"), ({"ddl.paste": 0.5}, "real"), ({}, "start-wins")],
+                         ids=["noise", "moved-objects", "start-size-model-kept"])
+def test_growing_equals_two_runs_glued_by_hand(tmp_path, request, sets, signal):
     """One run with ``start_scale`` 0.5 ends bit for bit like a 4-step run at 32x48 whose
     checkpoint a 64x96 run resumes (weights, l and Adam's state carried; the validation's
-    best counted afresh), which is how bench/experiments/progressive.py measured it."""
+    best counted afresh), which is how bench/experiments/progressive.py measured it; its kept
+    model is the better by the validation signal of the two runs' kept models (with the real
+    signal here the 64x96 one; with a signal made higher at 32x48, the first run's)."""
+    if signal == "start-wins":
+        request.getfixturevalue("sized_signal")
     cfg = grown_cfg(**sets)
     grown = train(cfg, data(), tmp_path / "grown")
 
@@ -110,33 +115,61 @@ def test_growing_equals_two_runs_glued_by_hand(tmp_path, sets):
     assert a["step"] == b["step"] == 7 and a["lr_dropped_at"] == b["lr_dropped_at"] == 4
     assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
     assert torch.equal(a["anomaly_logit"], b["anomaly_logit"])
-    best_a, best_b = load_checkpoint(tmp_path / "grown" / BEST), load_checkpoint(tmp_path / "second" / BEST)
-    assert best_a["kept_step"] == best_b["kept_step"] >= 6  # a full-size model, chosen among full-size ones
+    summary = json.loads((tmp_path / "grown" / "summary.json").read_text())
+    kept_first = signal == "start-wins"
+    assert summary["kept_size"] == list(START if kept_first else FULL)
+    best_a = load_checkpoint(tmp_path / "grown" / BEST)
+    best_b = load_checkpoint(tmp_path / ("first" if kept_first else "second") / BEST)
+    assert best_a["kept_step"] == best_b["kept_step"] == summary["validation"]["best_step"]
+    assert best_a["kept_step"] < 4 if kept_first else best_a["kept_step"] >= 6
+    assert [best_a["config"]["data"]["height"], best_a["config"]["data"]["width"]] == summary["kept_size"]
     assert all(torch.equal(best_a["model"][k], best_b["model"][k]) for k in best_a["model"])
     assert best_a["threshold"] == best_b["threshold"]
     after = [r for r in validations(tmp_path / "grown") if r["step"] > 4]
     assert after == validations(tmp_path / "second")[-len(after):] and after[0]["best"] and after[0]["stale"] == 0
     assert grown.generator.size == glued.generator.size == FULL
-    summary = json.loads((tmp_path / "grown" / "summary.json").read_text())
     assert summary["start_size"] == list(START) and summary["grown_at"] == 4
+
+
+def signal_by_size(monkeypatch, start: float, full: float) -> None:
+    """The validation signal made a function of the frame size alone: ``start`` at 32x48,
+    ``full`` at 64x96."""
+    from ddlvad.validation import Validator
+
+    monkeypatch.setattr(Validator, "__call__", lambda self, model, weight=None: {
+        "val_recon": 0.01, "val_auc": start if self.cfg.data.height == START[0] else full})
 
 
 @pytest.fixture
 def sized_signal(monkeypatch):
-    """The validation signal made a function of the frame size alone: 0.9 at 32x48, 0.7 at 64x96
-    (a model that looks worse after growing, as a larger frame's harder pseudo anomalies can)."""
-    from ddlvad.validation import Validator
-
-    monkeypatch.setattr(Validator, "__call__", lambda self, model, weight=None: {
-        "val_recon": 0.01, "val_auc": 0.9 if self.cfg.data.height == START[0] else 0.7})
+    """0.9 at 32x48, 0.7 at 64x96: a model that looks worse after growing, as the synthetic
+    scene's did (bench/RESULTS.md, "Progressive resizing")."""
+    signal_by_size(monkeypatch, 0.9, 0.7)
 
 
-def test_the_best_model_is_chosen_among_full_size_ones_after_growing(tmp_path, sized_signal):
-    train(grown_cfg(), data(), tmp_path / "run")
+@pytest.mark.parametrize("start, full, kept, size", [
+    (0.9, 0.7, 2, START),   # no full-size model beats the start size's best: it is kept, at its size
+    (0.7, 0.9, 6, FULL),    # the usual case (Ped2): the best full-size model
+    (0.55, 0.58, 6, FULL),  # neither above the floor (0.6): a start-size model is never set aside
+], ids=["start-size-wins", "full-size-wins", "below-the-floor"])
+def test_the_kept_model_is_the_best_by_signal_of_either_size_and_scores_at_its_own(
+        tmp_path, monkeypatch, start, full, kept, size):
+    from ddlvad.checkpoint import START_BEST, load_model
+    from ddlvad.score import Scorer, calibrate_thresholds
+
+    signal_by_size(monkeypatch, start, full)
+    trainer = train(grown_cfg(), data(), tmp_path / "run")
     rows = validations(tmp_path / "run")
-    assert [(r["step"], r["val_auc"], r["best"]) for r in rows] == [
-        (2, 0.9, True), (4, 0.9, False), (6, 0.7, True), (7, 0.7, False)]
-    assert load_checkpoint(tmp_path / "run" / BEST)["kept_step"] == 6
+    assert [(r["step"], r["best"]) for r in rows] == [(2, True), (4, False), (6, True), (7, False)]
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["kept_size"] == list(size) and summary["validation"]["best_step"] == kept
+    assert summary["validation"]["best_signal"] == max(start, full) and summary["validation"]["learned"] == (
+        max(start, full) > 0.6)
+    assert (tmp_path / "run" / START_BEST).is_file() == (start > 0.6)
+    model, cfg, ckpt = load_model(tmp_path / "run")  # what evaluate, detect and export load
+    assert ckpt["kept_step"] == kept and (cfg.data.height, cfg.data.width) == size
+    frames = trainer.data.at_start().frames if size == START else trainer.data.frames  # the training part
+    assert ckpt["threshold"] == calibrate_thresholds(Scorer(model, cfg.score), frames)
 
 
 @pytest.mark.parametrize("until, stop_after", [("steps", 4), ("steps", 5), ("converged", 4)],
@@ -181,8 +214,23 @@ def test_the_cli_trains_with_start_scale_and_says_how(scene, cli, tmp_path):
     assert code == 0, err
     assert "frames at 32x48 until the learning rate drops, then 64x96" in err and "frames grown at step 3" in err
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
-    assert summary["start_size"] == [32, 48] and summary["grown_at"] == 3
+    assert summary["start_size"] == [32, 48] and summary["grown_at"] == 3 and summary["kept_size"] == [64, 96]
     assert load_checkpoint(tmp_path / "run")["config"]["data"]["height"] == 64
+    assert "kept the model of step" not in err
+
+
+def test_the_cli_says_when_it_keeps_a_start_size_model_and_evaluate_scores_at_that_size(
+        scene, cli, tmp_path, sized_signal):
+    code, _, err = cli("train", "--data", scene, "--preset", "tiny", "--out", tmp_path / "run",
+                       "--cache-dir", tmp_path / "cache", "--set", "data.height=64", "--set", "data.width=96",
+                       "--set", "train.start_scale=0.5", "--set", "train.lr_drop_at=0.5",
+                       "--set", "train.val_fraction=0.2", "--set", "train.val_every=2", "--quiet")
+    assert code == 0, err
+    assert "kept the model of step 2, trained at 32x48: its validation signal (0.900) beat every 64x96" in err
+    code, _, err = cli("evaluate", tmp_path / "run", "--data", scene, "--cache-dir", tmp_path / "cache", "--quiet")
+    assert code == 0, err
+    report = json.loads((tmp_path / "run" / "eval" / "report.json").read_text())
+    assert report["model"]["size"] == report["model"]["scored_size"] == [32, 48]
 
 
 def test_the_layout_is_probed_at_the_start_size_where_most_steps_train(tmp_path, monkeypatch):

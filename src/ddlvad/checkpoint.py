@@ -24,6 +24,10 @@ CHECKPOINT = "checkpoint.pt"
 BEST = "best.pt"
 """The model to score with, when training kept one apart from its last state (the best by the
 validation signal, or the moving average of the weights)."""
+START_BEST = "best-start.pt"
+"""With progressive resizing (``train.start_scale``): the best model by the validation signal
+among those trained at the start size, set aside when the frames grow; it becomes ``best.pt``
+(scored at the start size) if no full-size model beats its signal (docs/method.md §9.33)."""
 
 
 def model_file(run: str | Path) -> Path:

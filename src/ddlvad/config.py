@@ -210,9 +210,10 @@ class TrainConfig:
     drops (at ``lr_drop_at`` of the steps or of ``minutes``, or at the first plateau under
     ``until=converged``) frames are trained at ``data.height x data.width`` times this factor
     (each side rounded to a multiple of 16, :func:`scaled_size`), and from the drop on at the
-    full size, which the validation after the drop, the kept model, the threshold and scoring
-    use. Weights, the anomaly weight and Adam's state carry over (the network is fully
-    convolutional). 1: the full size throughout (the paper)."""
+    full size, which the validation after the drop uses. Weights, the anomaly weight and Adam's
+    state carry over (the network is fully convolutional). The kept model is the best by the
+    validation signal of either size, and scores at its own size. 1: the full size throughout
+    (the paper)."""
 
 
 @dataclass

@@ -11,11 +11,11 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from .checkpoint import BEST, CHECKPOINT
+from .checkpoint import BEST, CHECKPOINT, START_BEST
 from .errors import UserError
 from .files import safe_name, writable_dir
 
-RUN_FILES = ("config.yaml", "metrics.jsonl", CHECKPOINT, BEST, "summary.json", "snapshots", "training.png")
+RUN_FILES = ("config.yaml", "metrics.jsonl", CHECKPOINT, BEST, START_BEST, "summary.json", "snapshots", "training.png")
 """What training writes into a run folder (``--force`` removes these, and ``eval/``)."""
 SCENE_RUN = "scene-{}"
 """Folder of one scene's run inside a per-scene folder."""

@@ -33,7 +33,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn, update_bn
 from tqdm import tqdm
 
 from . import __version__, distributed
-from .checkpoint import BEST, CHECKPOINT, load_checkpoint, save_atomic
+from .checkpoint import BEST, CHECKPOINT, START_BEST, load_checkpoint, save_atomic
 from .config import Config
 from .data.clips import TrainingData, WindowIndex, epoch_order, gather_clips
 from .errors import UserError
@@ -103,6 +103,10 @@ class Trainer:
         start = cfg.at_start()
         self.full: tuple[TrainingData, Validator | None] | None = None
         """The full-size data and validator that :meth:`grow` switches to; None once grown (or never small)."""
+        self.start_best: dict | None = None
+        """``{"signal", "step"}`` of the start size's best model (``best-start.pt``), set aside
+        when the frames grew; None without one (no growth yet, no validation, or no signal above
+        the floor)."""
         if start is not cfg:
             if data.start_frames is None:
                 raise ValueError("train.start_scale < 1: the TrainingData needs start_frames")
@@ -167,8 +171,14 @@ class Trainer:
     def grow(self, fresh: bool = True) -> None:
         """From the start size to the full size (``train.start_scale``): training and held-out
         frames and the pseudo anomalies' size switch; weights, ``l`` and Adam's state stay.
-        ``fresh``: the validation's patience and best value count afresh (signals at two sizes
-        are not compared; the first full-size validation becomes ``best.pt``)."""
+        ``fresh``: the validation's patience and best value count afresh (the first full-size
+        validation becomes ``best.pt``), and the start size's best model, if its signal rose
+        above the floor, is set aside as ``best-start.pt``: :meth:`finish` keeps it if no
+        full-size model beats its signal (docs/method.md §9.33)."""
+        if fresh and self.plateau.learned and self.cfg.score.scale == 1:
+            self.start_best = {"signal": self.plateau.best, "step": self.plateau.best_step}
+            if self.rank == 0:
+                (self.run_dir / BEST).replace(self.run_dir / START_BEST)
         self.data, self.validator = self.full
         self.full = None
         d = self.cfg.data
@@ -284,6 +294,7 @@ class Trainer:
             "layout": {"channels_last": self.layout.channels_last, "fold": self.layout.fold},
             "average": None if self.average is None else self.average.state_dict(),
             "plateau": self.plateau.state(),
+            "start_best": self.start_best,
             "validated_at": self.validated_at,
             "step": self.step,
             "skipped": self.skipped,
@@ -349,7 +360,7 @@ class Trainer:
     def save_best(self, model: nn.Module, extra: dict) -> None:
         """``best.pt``: ``model``'s weights and BatchNorm statistics as they are now, loadable
         like a checkpoint (no optimiser state)."""
-        state = {k: v for k, v in self.state().items() if k not in ("optimizer", "average", "torch_rng")}
+        state = {k: v for k, v in self.state().items() if k not in ("optimizer", "average", "torch_rng", "start_best")}
         state["model"] = {k: v.detach().clone() for k, v in model.state_dict().items()}
         save_atomic({**state, **extra}, self.run_dir / BEST)
 
@@ -396,6 +407,7 @@ class Trainer:
         if ckpt.get("plateau"):
             self.plateau = Plateau(**{**ckpt["plateau"], "floor": self.plateau.floor})
         self.validated_at = ckpt.get("validated_at")
+        self.start_best = ckpt.get("start_best")
         self.step = int(ckpt["step"])
         self.skipped = int(ckpt.get("skipped", 0))
         self.elapsed = float(ckpt.get("elapsed", 0.0))
@@ -472,18 +484,23 @@ class Trainer:
         grew_at = None if t.start_scale == 1 or self.full is not None else self.lr_dropped_at
         if self.full is not None:  # never grew (no learning-rate drop): the kept model is still used at full size
             self.grow(fresh=False)
+        # the start size's best model is kept if no full-size one beats its signal (docs/method.md §9.33)
+        at_start = self.start_best is not None and (self.plateau.best is None
+                                                    or self.start_best["signal"] > self.plateau.best)
+        kept_cfg, data = (self.cfg.at_start(), self.data.at_start()) if at_start else (self.cfg, self.data)
         separate = self.validator is not None or self.average is not None
         if separate:
             self.save_checkpoint()  # the state to resume from, before the kept network changes
-            if self.validator is not None and (self.run_dir / BEST).is_file():
-                best = distributed.run_on_main(load_checkpoint, self.run_dir / BEST)
+            best_file = self.run_dir / (START_BEST if at_start else BEST)
+            if self.validator is not None and best_file.is_file():
+                best = distributed.run_on_main(load_checkpoint, best_file)
                 self.kept.load_state_dict(best["model"])
         final = self.kept
-        recalibrate_batchnorm(final, self.data.frames, self.index, t.bn_recalibration, t.batch_size, t.seed,
+        recalibrate_batchnorm(final, data.frames, self.index, t.bn_recalibration, t.batch_size, t.seed,
                               self.device)  # on every rank, same windows (sync BN all-reduces in forward)
         distributed.broadcast_buffers(final)  # plain BN: every rank ends with rank 0's statistics
-        threshold = distributed.run_on_main(lambda: calibrate_thresholds(Scorer(final, self.cfg.score),
-                                                                         self.data.frames_to_score()))
+        threshold = distributed.run_on_main(lambda: calibrate_thresholds(Scorer(final, kept_cfg.score),
+                                                                         data.frames_to_score()))
         converged = None if self.validator is None else (self.stopped == "converged" or self.plateau.levelled)
         summary = {
             "steps": self.step, "skipped_batches": self.skipped,
@@ -497,20 +514,26 @@ class Trainer:
             start = self.cfg.at_start().data
             summary["start_size"] = [start.height, start.width]
             summary["grown_at"] = grew_at
+            summary["kept_size"] = [kept_cfg.data.height, kept_cfg.data.width]
+        learned = self.plateau.learned or at_start
         extra = {"threshold": threshold, "stopped": self.stopped, "converged": converged,
-                 "learned": None if self.validator is None else self.plateau.learned}
+                 "learned": None if self.validator is None else learned}
         if self.validator is not None:
+            best = self.start_best if at_start else {"signal": self.plateau.best, "step": self.plateau.best_step}
             summary["validation"] = {
                 "fraction": t.val_fraction, "windows": len(self.validator), "metric": t.val_metric,
                 "frames": int(sum(len(f) for f in self.validator.held.frames)),
-                "best_step": self.plateau.best_step, "best_signal": self.plateau.best,
-                "floor": self.plateau.floor, "learned": self.plateau.learned}
-            if not self.plateau.learned and t.val_metric == "auc":
+                "best_step": best["step"], "best_signal": best["signal"],
+                "floor": self.plateau.floor, "learned": learned}
+            if self.start_best is not None:
+                summary["validation"]["start_best"] = self.start_best
+            if not learned and t.val_metric == "auc":
                 extra["check"] = summary["validation"]["check"] = self.stronger_check(final)
         if separate:
             if main:
-                kept = self.plateau.best_step if self.validator is not None else self.step
-                self.save_best(final, {**extra, "step": kept, "kept_step": kept, "trained_steps": self.step})
+                kept = summary["validation"]["best_step"] if self.validator is not None else self.step
+                self.save_best(final, {**extra, "step": kept, "kept_step": kept, "trained_steps": self.step,
+                                       "config": kept_cfg.to_dict()})
                 summary["model_file"] = BEST
         else:
             self.save_checkpoint(extra)

@@ -44,6 +44,11 @@ def train(cfg: Config, root: str | Path, out: str | Path, *, resume: bool = Fals
             if summary["grown_at"] is not None else ", frames never grown (no learning-rate drop)")
     log(f"done: {summary['steps']} steps in {summary['minutes']:.1f} min (stopped by {why}){grew}, anomaly weight "
         f"{summary['anomaly_weight']:.3f}")
+    if summary.get("kept_size", [cfg.data.height, cfg.data.width]) != [cfg.data.height, cfg.data.width]:
+        h, w = summary["kept_size"]
+        log(f"kept the model of step {summary['validation']['best_step']}, trained at {h}x{w}: its validation signal "
+            f"({summary['validation']['best_signal']:.3f}) beat every {cfg.data.height}x{cfg.data.width} model's; "
+            f"it scores frames at {h}x{w} (docs/method.md §9.33)")
     warning = convergence_warning(summary, out)
     if warning:
         log(warning)

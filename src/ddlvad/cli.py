@@ -374,7 +374,7 @@ def build_config(args: argparse.Namespace) -> Config:
     sets = getattr(args, "set", None) or []
     given = {k for k, v in flags.items() if v is not None} | {s.partition("=")[0].strip() for s in sets}
     if "train.epochs" in given and "train.steps" not in given:
-        cfg.train.steps = None  # epochs alone (flag or --set) replace the preset's step budget (cpu: 1500)
+        cfg.train.steps = None  # epochs alone (flag or --set) replace the preset's step budget (cpu: 1180)
     cfg.apply({k: v for k, v in flags.items() if v is not None})
     cfg.override(sets)
     return cfg.validate()

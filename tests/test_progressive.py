@@ -226,8 +226,10 @@ def test_the_cli_says_when_it_keeps_a_start_size_model_and_evaluate_scores_at_th
                        "--set", "train.val_fraction=0.2", "--set", "train.val_every=2", "--quiet")
     assert code == 0, err
     assert "kept the model of step 2, trained at 32x48: its validation signal (0.900) beat every 64x96" in err
+    assert "no full-size model beat the best one trained at the start size" in err  # stopped by steps, not levelled
     code, _, err = cli("evaluate", tmp_path / "run", "--data", scene, "--cache-dir", tmp_path / "cache", "--quiet")
     assert code == 0, err
+    assert "no full-size model beat the best one trained at the start size" in err  # repeated from best.pt
     report = json.loads((tmp_path / "run" / "eval" / "report.json").read_text())
     assert report["model"]["size"] == report["model"]["scored_size"] == [32, 48]
 

@@ -90,6 +90,11 @@ def convergence_warning(info: dict, run: str | Path) -> str | None:
                 f"signal never rose above its floor (train.val_floor): the model has not learned the scene; "
                 f"continue it with `ddlvad train --resume --out {run_dir_of(run)} --steps N` (or --minutes M), "
                 f"or train again with another --seed")
+    if info.get("kept_at_start", validation.get("kept_at_start")):
+        return (f"warning: training ended by its {info.get('stopped') or 'budget'} at step {step} before its validation "
+                f"signal at the full size levelled off, and no full-size model beat the best one trained at the start "
+                f"size (train.start_scale), which is kept (step {best}): more steps at the full size might beat it; "
+                f"`ddlvad train --resume --out {run_dir_of(run)} --steps N` (or --minutes M) tries")
     return (f"warning: training ended by its {info.get('stopped') or 'budget'} at step {step} before its validation "
             f"signal levelled off (best at step {best}): the model may be undertrained; continue it with "
             f"`ddlvad train --resume --out {run_dir_of(run)} --steps N` (or --minutes M)")

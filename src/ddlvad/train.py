@@ -517,7 +517,7 @@ class Trainer:
             summary["kept_size"] = [kept_cfg.data.height, kept_cfg.data.width]
         learned = self.plateau.learned or at_start
         extra = {"threshold": threshold, "stopped": self.stopped, "converged": converged,
-                 "learned": None if self.validator is None else learned}
+                 "learned": None if self.validator is None else learned, "kept_at_start": at_start}
         if self.validator is not None:
             best = self.start_best if at_start else {"signal": self.plateau.best, "step": self.plateau.best_step}
             summary["validation"] = {
@@ -527,6 +527,7 @@ class Trainer:
                 "floor": self.plateau.floor, "learned": learned}
             if self.start_best is not None:
                 summary["validation"]["start_best"] = self.start_best
+                summary["validation"]["kept_at_start"] = at_start
             if not learned and t.val_metric == "auc":
                 extra["check"] = summary["validation"]["check"] = self.stronger_check(final)
         if separate:

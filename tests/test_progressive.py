@@ -248,3 +248,40 @@ def test_the_layout_is_probed_at_the_start_size_where_most_steps_train(tmp_path,
     cfg = grown_cfg(**{"model.channels_last": None, "data.cache_dir": str(tmp_path / "cache")})
     Trainer(cfg, data(), tmp_path / "run", progress=False)
     assert sizes == [("train", *START)]
+
+
+@pytest.mark.parametrize("start, full", [(0.9, 0.7), (0.7, 0.9)], ids=["start-size-wins", "full-size-wins"])
+def test_a_run_killed_after_growing_and_resumed_from_an_earlier_checkpoint_keeps_the_right_model(
+        tmp_path, monkeypatch, start, full):
+    """A hard kill (no checkpoint) after the growth and a full-size validation: the files on disk
+    are newer than the checkpoint resumed from (step 3), and the run still ends as an
+    uninterrupted one, with each size's best model in its own file."""
+    import shutil
+
+    from ddlvad.checkpoint import START_BEST
+
+    signal_by_size(monkeypatch, start, full)
+    train(grown_cfg(), data(), tmp_path / "whole")
+    folder = tmp_path / "killed"
+    folder.mkdir()
+    part = Trainer(grown_cfg(), data(), folder, progress=False)
+    real = part.train_step
+
+    def step(i):
+        if i == 3:
+            shutil.copy(folder / CHECKPOINT, tmp_path / "step3.pt")  # the last checkpoint before the kill
+        out = real(i)
+        if i == 5:
+            signal.raise_signal(signal.SIGINT)
+        return out
+
+    part.train_step = step
+    with pytest.raises(TrainingInterrupted):
+        part.run()
+    assert load_checkpoint(folder / BEST)["step"] == 6  # a full-size validation had written its best
+    shutil.copy(tmp_path / "step3.pt", folder / CHECKPOINT)  # the kill: that checkpoint never happened
+    train(grown_cfg(), data(), folder, resume=True)
+    for name in (BEST, START_BEST):
+        a, b = load_checkpoint(tmp_path / "whole" / name), load_checkpoint(folder / name)
+        assert a["step"] == b["step"] and a.get("threshold") == b.get("threshold")
+        assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])

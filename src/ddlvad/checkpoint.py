@@ -26,17 +26,19 @@ BEST = "best.pt"
 validation signal, or the moving average of the weights)."""
 START_BEST = "best-start.pt"
 """With progressive resizing (``train.start_scale``): the best model by the validation signal
-among those trained at the start size, set aside when the frames grow; it becomes ``best.pt``
-(scored at the start size) if no full-size model beats its signal (docs/method.md §9.33)."""
+among those trained at the start size (``best.pt`` holds full-size ones only); at the end it
+becomes ``best.pt`` (scored at the start size) if no full-size model beats its signal
+(docs/method.md §9.33)."""
 
 
 def model_file(run: str | Path) -> Path:
-    """The file scoring loads from ``run``: ``best.pt`` when the run has one, else
-    ``checkpoint.pt`` (``run`` may also be a checkpoint file itself)."""
+    """The file scoring loads from ``run``: ``best.pt`` when the run has one, else ``best-start.pt``
+    (a growing run stopped at its start size), else ``checkpoint.pt`` (``run`` may also be a
+    checkpoint file itself)."""
     run = Path(run)
     if not run.is_dir():
         return run
-    return run / BEST if (run / BEST).is_file() else run / CHECKPOINT
+    return next((run / name for name in (BEST, START_BEST) if (run / name).is_file()), run / CHECKPOINT)
 
 
 def save_atomic(obj: Any, path: Path) -> None:

@@ -172,13 +172,13 @@ class Trainer:
         """From the start size to the full size (``train.start_scale``): training and held-out
         frames and the pseudo anomalies' size switch; weights, ``l`` and Adam's state stay.
         ``fresh``: the validation's patience and best value count afresh (the first full-size
-        validation becomes ``best.pt``), and the start size's best model, if its signal rose
-        above the floor, is set aside as ``best-start.pt``: :meth:`finish` keeps it if no
-        full-size model beats its signal (docs/method.md §9.33)."""
+        validation becomes ``best.pt``), and the start size's best model (``best-start.pt``),
+        if its signal rose above the floor, is remembered (else its file removed): :meth:`finish`
+        keeps it if no full-size model beats its signal (docs/method.md §9.33)."""
         if fresh and self.plateau.learned and self.cfg.score.scale == 1:
             self.start_best = {"signal": self.plateau.best, "step": self.plateau.best_step}
-            if self.rank == 0:
-                (self.run_dir / BEST).replace(self.run_dir / START_BEST)
+        elif fresh and self.rank == 0:  # a start-size model that cannot be kept: no file for it
+            (self.run_dir / START_BEST).unlink(missing_ok=True)
         self.data, self.validator = self.full
         self.full = None
         d = self.cfg.data
@@ -358,11 +358,12 @@ class Trainer:
         return row
 
     def save_best(self, model: nn.Module, extra: dict) -> None:
-        """``best.pt``: ``model``'s weights and BatchNorm statistics as they are now, loadable
-        like a checkpoint (no optimiser state)."""
+        """``best.pt`` (``best-start.pt`` while a growing run is at its start size, so that each
+        size's best has its own file): ``model``'s weights and BatchNorm statistics as they are
+        now, loadable like a checkpoint (no optimiser state)."""
         state = {k: v for k, v in self.state().items() if k not in ("optimizer", "average", "torch_rng", "start_best")}
         state["model"] = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        save_atomic({**state, **extra}, self.run_dir / BEST)
+        save_atomic({**state, **extra}, self.run_dir / (START_BEST if self.full is not None else BEST))
 
     def stop_reason(self) -> str | None:
         """Why training ends after this step (None: it goes on). A first plateau of the signal
@@ -481,8 +482,9 @@ class Trainer:
         ``best.pt`` (``checkpoint.pt`` keeps the state to resume from)."""
         t = self.cfg.train
         main = self.rank == 0
-        grew_at = None if t.start_scale == 1 or self.full is not None else self.lr_dropped_at
-        if self.full is not None:  # never grew (no learning-rate drop): the kept model is still used at full size
+        never_grew = self.full is not None
+        grew_at = None if t.start_scale == 1 or never_grew else self.lr_dropped_at
+        if never_grew:  # no learning-rate drop: the kept model (best-start.pt) is still used at full size
             self.grow(fresh=False)
         # the start size's best model is kept if no full-size one beats its signal (docs/method.md §9.33)
         at_start = self.start_best is not None and (self.plateau.best is None
@@ -491,7 +493,7 @@ class Trainer:
         separate = self.validator is not None or self.average is not None
         if separate:
             self.save_checkpoint()  # the state to resume from, before the kept network changes
-            best_file = self.run_dir / (START_BEST if at_start else BEST)
+            best_file = self.run_dir / (START_BEST if at_start or never_grew else BEST)
             if self.validator is not None and best_file.is_file():
                 best = distributed.run_on_main(load_checkpoint, best_file)
                 self.kept.load_state_dict(best["model"])

@@ -1,4 +1,4 @@
-"""Windows and object masks (METHOD.md section 2)."""
+"""Windows and object masks (docs/method.md §2.2)."""
 
 import numpy as np
 import torch

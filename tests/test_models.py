@@ -20,7 +20,7 @@ def paper(arch: str) -> Config:
 
 
 def test_paper_preset_parameter_counts():
-    # METHOD.md section 3: about 99.0 M (C3DSU) and 89.6 M (UNet) at L=512, C=3, T=3.
+    # docs/method.md §3: about 99.0 M (C3DSU) and 89.6 M (UNet) at L=512, C=3, T=3.
     assert count_parameters(build_model(paper("c3dsu"))) == pytest.approx(99.0e6, rel=1e-3)
     assert count_parameters(build_model(paper("unet"))) == pytest.approx(89.6e6, rel=1e-3)
 

@@ -1,5 +1,6 @@
 """What the benchmark scripts share: the machine line, random training data, timing, the
-straightforward ("naive") network, PyTorch's BatchNorm swapped back in, and MOT scores.
+straightforward ("naive") network, PyTorch's BatchNorm swapped back in, and MOT scores,
+and a preset's frame sizes one at a time.
 
 Every script that prints a measured figure prints :func:`machine` with it.
 """
@@ -14,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ddlvad import Config
 from ddlvad.data.tracks import VideoTracks
 from ddlvad.machine import describe
 from ddlvad.models import BatchNorm2d, Layout, apply_layout
@@ -32,6 +34,21 @@ def machine() -> str:
 
 
 # ---------------------------------------------------------------- training data and timing
+def preset_sizes(preset: str) -> list[Config]:
+    """``preset`` at each frame size it trains at, as configs of one fixed size
+    (``train.start_scale`` 1), in training order: a preset with progressive resizing (the
+    ``cpu`` preset: 128x192, then 160x240; docs/method.md §9.33) gives its start size, then
+    its full size; any other preset gives itself. Speed is measured one size at a time."""
+    full = Config.preset(preset)
+    sizes = [full.at_start(), full] if full.train.start_scale != 1 else [full]
+    out = []
+    for cfg in sizes:
+        cfg = Config.from_dict(cfg.to_dict())
+        cfg.train.start_scale = 1.0
+        out.append(cfg)
+    return out
+
+
 def random_training_data(cfg, frames: int) -> TrainingData:
     """One video of random frames of the config's size (at least ``frames``, and enough for a
     batch of windows) with one tracked box in every frame: speed does not depend on content."""

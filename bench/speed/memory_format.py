@@ -11,7 +11,8 @@ PyTorch's own BatchNorm2d instead of ddlvad's (which computes exact batch statis
 NHWC input: what that costs). Timed rounds alternate between them so that drift of the
 machine hits all. Also scores one clip with the first trainer's weights in both formats.
 Prints samples/s, frames/s, the ratios and the largest difference of the losses and scores
-(same math, different memory order: float rounding only). Asserts nothing.
+(same math, different memory order: float rounding only). Asserts nothing. A preset that
+trains at two sizes (the ``cpu`` preset) gets a line per size (:func:`bench.common.preset_sizes`).
 """
 
 from __future__ import annotations
@@ -24,11 +25,11 @@ import numpy as np
 
 from bench.common import (
     machine,
+    preset_sizes,
     random_training_data,
     timed_rounds,
     with_pytorch_batchnorm,
 )
-from ddlvad import Config
 from ddlvad.models import Layout, apply_layout
 from ddlvad.score import score_video
 from ddlvad.train import Trainer
@@ -40,9 +41,9 @@ SETTINGS = {"tiny": (10, None, 64), "cpu": (4, None, 64), "paper": (1, 1, 8)}
 """preset -> (timed steps per round, batch (None: the preset's), scored frames)."""
 
 
-def run(preset: str, rounds: int) -> None:
+def run(preset: str, cfg, rounds: int) -> None:
+    """Time the three arms on ``cfg``, one of ``preset``'s sizes."""
     steps, batch, frames = SETTINGS[preset]
-    cfg = Config.preset(preset)
     if batch:
         cfg.train.batch_size = batch
     cfg.train.steps = 10**6
@@ -86,7 +87,8 @@ def main() -> None:
     args = ap.parse_args()
     print(f"machine: {machine()}")
     for preset in args.presets.split(","):
-        run(preset, args.rounds)
+        for cfg in preset_sizes(preset):
+            run(preset, cfg, args.rounds)
 
 
 if __name__ == "__main__":

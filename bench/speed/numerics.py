@@ -23,8 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from bench.common import machine, random_training_data, with_pytorch_batchnorm
-from ddlvad import Config
+from bench.common import machine, preset_sizes, random_training_data, with_pytorch_batchnorm
 from ddlvad.models import BatchNorm2d, Layout, apply_layout
 from ddlvad.pseudo_anomaly import PseudoAnomaly
 from ddlvad.train import Trainer
@@ -81,7 +80,7 @@ def main() -> None:
     args = ap.parse_args()
     print(f"machine: {machine()}")
     batchnorm_errors()
-    cfg = Config.preset(args.preset)
+    cfg = preset_sizes(args.preset)[-1]  # its full frame size
     cfg.train.steps = 10**6
     cfg.model.channels_last, cfg.model.fold_projection = False, True  # no layout probe: the runs set their own
     trainer = Trainer(cfg, random_training_data(cfg, 64), "/tmp/ddlvad-bench-unused", progress=False)

@@ -15,6 +15,9 @@ resident memory (ru_maxrss) is its own. Two equivalences are timed in the same p
 
     python -m bench.speed.train_score                        # tiny, cpu, paper (paper: a few steps)
     python -m bench.speed.train_score --presets cpu --steps 20
+
+A preset that trains at two sizes (the ``cpu`` preset's progressive resizing: 128x192, then
+160x240) gets a row per size (:func:`bench.common.preset_sizes`).
 """
 
 from __future__ import annotations
@@ -34,16 +37,17 @@ from bench.common import (
     layout_name,
     machine,
     make_naive,
+    preset_sizes,
     random_training_data,
     timed_rounds,
 )
-from ddlvad import Config
 from ddlvad.score import score_video, score_video_naive
 from ddlvad.train import Trainer
 
 
-def measure(preset: str, steps: int, batch: int | None, frames: int) -> dict:
-    cfg = Config.preset(preset)
+def measure(preset: str, size: int, steps: int, batch: int | None, frames: int) -> dict:
+    """The figures of ``preset`` at its ``size``-th frame size (:func:`preset_sizes`)."""
+    cfg = preset_sizes(preset)[size]
     if batch:
         cfg.train.batch_size = batch
     cfg.train.steps = steps + 1
@@ -94,16 +98,18 @@ def main() -> None:
     ap.add_argument("--batch", type=int, help="training batch (default: the preset's; paper: 1)")
     ap.add_argument("--frames", type=int, help="frames of the scored clip")
     ap.add_argument("--one", help=argparse.SUPPRESS)
+    ap.add_argument("--size", type=int, default=0, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.one:
         steps, batch, frames = DEFAULTS.get(args.one, (10, None, 64))
-        print(json.dumps(measure(args.one, args.steps or steps, args.batch or batch, args.frames or frames)))
+        print(json.dumps(measure(args.one, args.size, args.steps or steps, args.batch or batch,
+                                 args.frames or frames)))
         return
     print(f"machine: {machine()}")
     print(f"{'preset':7} {'batch':>5} {'size':>11} {'layout':>13} {'train samples/s':>16} {'(naive)':>8} {'x':>5} "
           f"{'score frames/s':>15} {'(naive)':>8} {'x':>5} {'peak MB':>8}")
-    for preset in args.presets.split(","):
-        cmd = [sys.executable, "-m", __spec__.name, "--one", preset]
+    for preset, size in [(p, i) for p in args.presets.split(",") for i in range(len(preset_sizes(p)))]:
+        cmd = [sys.executable, "-m", __spec__.name, "--one", preset, "--size", str(size)]
         for flag in ("steps", "batch", "frames"):
             if getattr(args, flag):
                 cmd += [f"--{flag}", str(getattr(args, flag))]

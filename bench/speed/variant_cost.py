@@ -8,6 +8,10 @@ asserts nothing.
 
     python -m bench.speed.variant_cost                                   # the search's levers
     python -m bench.speed.variant_cost --variant "t7=data.frames=7" --threads 2
+
+The base is the preset at the size it starts training at (:func:`bench.common.preset_sizes`:
+128x192 for the ``cpu`` preset, whose last steps train at 160x240; the arm "full size" times
+those).
 """
 
 from __future__ import annotations
@@ -16,8 +20,7 @@ import argparse
 
 import torch
 
-from bench.common import machine, random_training_data, timed_rounds
-from ddlvad import Config
+from bench.common import machine, preset_sizes, random_training_data, timed_rounds
 from ddlvad.train import Trainer
 
 LEVERS = {
@@ -28,8 +31,8 @@ LEVERS = {
 }
 
 
-def trainer_for(preset: str, sets: list[str]) -> Trainer:
-    cfg = Config.preset(preset)
+def trainer_for(preset: str, sets: list[str], size: int = 0) -> Trainer:
+    cfg = preset_sizes(preset)[size]
     # a fixed layout for every arm, so that the ratio is the change's own cost
     cfg.apply({"train.val_fraction": 0, "train.until": "steps", "model.channels_last": False,
                "model.fold_projection": True})
@@ -50,6 +53,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     variants = dict(v.split("=", 1) for v in args.variant) if args.variant else LEVERS
     arms = {"preset": trainer_for(args.preset, [])}
+    if len(preset_sizes(args.preset)) > 1:
+        arms["full size"] = trainer_for(args.preset, [], size=-1)
     arms.update({name: trainer_for(args.preset, [s for s in sets.split(";") if s]) for name, sets in variants.items()})
     seconds = timed_rounds(arms, args.rounds, args.steps)
     steps = args.rounds * args.steps

@@ -26,6 +26,7 @@ def test_dry_run_trains_evaluates_and_reports_every_figure():
     result = json.loads(Path(lines[-1].split("written: ", 1)[1]).read_text())
     assert result["dry_run"] and result["preset"] == "tiny" and result["steps"] == 4
     assert 0 <= result["auc_micro"] <= 1 and result["scoring_fps"] > 0
+    assert result["cudnn_benchmark"] is False and result["precision"] == "fp32"  # the measured defaults
 
 
 def test_an_interrupted_run_resumes_to_its_full_budget(tmp_path):
@@ -40,8 +41,10 @@ def test_an_interrupted_run_resumes_to_its_full_budget(tmp_path):
     after = (run / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(line)["step"] for line in after] == [1, 2, 3, 4]
     assert after[:2] == before  # steps 1-2 kept as logged (a restart would re-time them): continued
-    fresh = run_script("--dry-run", "--steps", "3", "--out", str(run))  # without --resume: replaced
-    assert fresh.returncode == 0 and json.loads((run / "reproduce.json").read_text())["steps"] == 3
+    fresh = run_script("--dry-run", "--steps", "3", "--out", str(run), "--cudnn-benchmark")  # without --resume: replaced
+    assert fresh.returncode == 0, fresh.stderr[-2000:]
+    result = json.loads((run / "reproduce.json").read_text())
+    assert result["steps"] == 3 and result["cudnn_benchmark"] is True
     assert [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()] == [1, 2, 3]
 
 

@@ -18,7 +18,11 @@ reproduction"), more than one 10-minute call of a lent machine: plan two calls.
 Precision: float32 weights and losses. PyTorch's default lets cuDNN convolutions use TF32
 on Ampere and newer GPUs (``torch.backends.cudnn.allow_tf32``, on by default); matmuls stay
 full float32. ``--bf16`` (autocast) and ``--compile`` (``torch.compile``) are off unless
-asked for: they have not been checked to keep the result.
+asked for: they have not been checked to keep the result. ``--cudnn-benchmark`` lets cuDNN
+time its convolution algorithms for the run's fixed shapes and keep the fastest
+(``torch.backends.cudnn.benchmark``): the same math, other rounding, not bit-reproducible
+between runs; off unless asked for, and its speed-up on this model is not measured yet (no GPU
+has been lent since it was added).
 
 Refuses to start without CUDA (one line, exit 2) unless ``--dry-run``.
 """
@@ -67,6 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--steps", type=int, help="override the 10-epoch budget (for a quick look)")
     ap.add_argument("--bf16", action="store_true", help="bfloat16 autocast (unchecked)")
     ap.add_argument("--compile", action="store_true", help="torch.compile (unchecked)")
+    ap.add_argument("--cudnn-benchmark", action="store_true",
+                    help="let cuDNN pick the fastest convolution algorithms (same math, other rounding; unmeasured)")
     args = ap.parse_args(argv)
     if not args.dry_run and not torch.cuda.is_available():
         print("reproduce_paper: no CUDA device: this script trains the paper-size model on a GPU "
@@ -90,6 +96,7 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else work / "run" if args.dry_run else Path("runs/paper-ped2")
     cfg.data.cache_dir = str((work or out.parent) / "cache")
     log = (lambda m: None) if args.dry_run else (lambda m: print(m, file=sys.stderr, flush=True))
+    torch.backends.cudnn.benchmark = args.cudnn_benchmark
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
     track_split(index_dataset(data, splits=("training",)), "training", cfg, progress=False, log=log)
@@ -102,6 +109,7 @@ def run(args: argparse.Namespace) -> int:
         "epochs": summary["epochs"], "anomaly_weight": summary["anomaly_weight"],
         "scoring_fps": report["scoring_fps"], "peak_gpu_memory_gib": peak,
         "precision": cfg.train.precision, "compile": cfg.train.compile, "tf32_convolutions": torch.backends.cudnn.allow_tf32,
+        "cudnn_benchmark": torch.backends.cudnn.benchmark,
         "total_minutes": round((time.perf_counter() - t_start) / 60, 2), "machine": machine(),
         "dry_run": args.dry_run, "preset": cfg.preset_name,
     }

@@ -39,14 +39,11 @@ def preset_sizes(preset: str) -> list[Config]:
     (``train.start_scale`` 1), in training order: a preset with progressive resizing (the
     ``cpu`` preset: 128x192, then 160x240; docs/method.md §9.33) gives its start size, then
     its full size; any other preset gives itself. Speed is measured one size at a time."""
-    full = Config.preset(preset)
+    full = Config.preset(preset)  # a new object, and at_start() a copy of it: both are ours to change
     sizes = [full.at_start(), full] if full.train.start_scale != 1 else [full]
-    out = []
     for cfg in sizes:
-        cfg = Config.from_dict(cfg.to_dict())
         cfg.train.start_scale = 1.0
-        out.append(cfg)
-    return out
+    return sizes
 
 
 def random_training_data(cfg, frames: int) -> TrainingData:

@@ -16,10 +16,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from ddlvad import Config
+from ddlvad.data.clips import TrainingData
 from ddlvad.data.tracks import VideoTracks
 from ddlvad.machine import describe
-from ddlvad.models import BatchNorm2d, Layout, apply_layout
-from ddlvad.train import TrainingData
+from ddlvad.models import BatchNorm2d, ConvLayout, apply_layout
 
 REPO = Path(__file__).resolve().parents[1]
 """The repository root (the folder the scripts are run from)."""
@@ -87,7 +87,7 @@ def make_naive(model: nn.Module) -> nn.Module:
     """The same network computed the straightforward way (in place; returns ``model``):
     contiguous (NCHW) weights, pixel unshuffle followed by the 1x1 projection (no fold), and
     the paper's 'same'-padded Conv3d followed by slicing."""
-    apply_layout(model, Layout(channels_last=False, fold=False))
+    apply_layout(model, ConvLayout(channels_last=False, fold=False))
     if hasattr(model, "temporal"):
         model.temporal = nn.ModuleList(SamePaddedMiddle(c) for c in model.temporal)
     return model
@@ -101,6 +101,6 @@ def with_pytorch_batchnorm(model: nn.Module) -> nn.Module:
     return model
 
 
-def layout_name(layout: Layout) -> str:
+def layout_name(layout: ConvLayout) -> str:
     """``nchw``, ``nhwc``, with ``-unfolded`` when the encoder projection is not folded."""
     return f"{'nhwc' if layout.channels_last else 'nchw'}{'' if layout.fold else '-unfolded'}"

@@ -3,7 +3,7 @@ on the benchmarks' random frames (the ``cpu`` preset's progressive resizing once
 
 from bench.common import preset_sizes, random_training_data
 from ddlvad import Config
-from ddlvad.train import Trainer
+from ddlvad.trainer import Trainer
 
 
 def test_a_growing_preset_gives_its_start_size_then_its_full_size_each_at_one_fixed_size():

@@ -117,7 +117,7 @@ def test_a_run_trained_with_a_scale_calibrates_detects_and_exports_at_that_size(
     from ddlvad.checkpoint import load_model
     from ddlvad.data.frames import FrameSpec, FrameStore
     from ddlvad.data.layouts import index_dataset
-    from ddlvad.export import export_metadata
+    from ddlvad.exporter import export_metadata
     from ddlvad.score import Scorer, calibrate_thresholds
 
     run, cache = tmp_path / "run", tmp_path / "cache"

@@ -354,7 +354,7 @@ class BackgroundModel(torch.nn.Module):
 def test_a_planted_anomalys_region_is_where_the_anomaly_is(scene):
     from ddlvad import Config
     from ddlvad.data.frames import FrameSpec, FrameStore
-    from ddlvad.localisation import iou
+    from ddlvad.regions import iou
     from ddlvad.score import anomaly_map
 
     cfg = Config.preset("tiny").apply({"data.height": 160, "data.width": 240})  # the scene's own size

@@ -24,8 +24,9 @@ from data_tiny import noise, write_frames, write_video
 from ddlvad import Config, UserError, distributed
 from ddlvad.checkpoint import load_checkpoint
 from ddlvad.cli import main
+from ddlvad.data.clips import TrainingData
 from ddlvad.data.tracks import VideoTracks
-from ddlvad.train import Trainer, TrainingData
+from ddlvad.trainer import Trainer
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 

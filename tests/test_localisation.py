@@ -13,21 +13,17 @@ import pytest
 from sklearn.metrics import auc as trapezoid_auc
 
 from ddlvad.localisation import (
-    Region,
-    iou,
-    link_tracks,
-    mask_regions,
     pixel_auc,
     pixel_auc_from_values,
     pixel_auc_values,
     rbdc_tbdc,
-    regions_from_map,
     resize_mask,
 )
+from ddlvad.regions import Region, iou, link_tracks, mask_regions, regions_from_map
 
 
 def test_module_imports_neither_torch_nor_opencv():
-    code = "import sys, ddlvad.localisation; print('torch' in sys.modules, 'cv2' in sys.modules)"
+    code = "import sys, ddlvad.localisation, ddlvad.regions; print('torch' in sys.modules, 'cv2' in sys.modules)"
     src = str(Path(__file__).resolve().parents[1] / "src")
     out = subprocess.run(
         [sys.executable, "-c", code],

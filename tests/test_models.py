@@ -175,7 +175,7 @@ def test_flip_averaging_is_the_mean_of_the_two_maps_and_makes_scores_mirror_inva
     """score.flip (beyond the paper): the error map is the mean of the plain map and the mirrored
     frames' map mirrored back, so mirroring the video cannot change a frame's score, while
     without it the untrained model scores a video and its mirror image differently."""
-    from ddlvad.export import ScoringModule
+    from ddlvad.exporter import ScoringModule
     from ddlvad.score import Scorer
 
     torch.manual_seed(0)

@@ -9,7 +9,7 @@ from ddlvad import Config, UserError
 from ddlvad.data.clips import TrainingData, WindowIndex, gather_clips
 from ddlvad.data.tracks import VideoTracks
 from ddlvad.pseudo_anomaly import PseudoAnomalyGenerator, uniform_noise, window_rngs
-from ddlvad.train import Trainer
+from ddlvad.trainer import Trainer
 from ddlvad.validation import Validator
 
 H, W, N = 32, 48, 12

@@ -7,10 +7,10 @@ import pytest
 import torch
 
 from ddlvad import Config, UserError
-from ddlvad.data.clips import WindowIndex, gather_clips
+from ddlvad.data.clips import TrainingData, WindowIndex, gather_clips
 from ddlvad.data.tracks import VideoTracks
 from ddlvad.pseudo_anomaly import PseudoAnomalyGenerator, object_masks, shift, uniform_noise, window_rngs
-from ddlvad.train import Trainer, TrainingData
+from ddlvad.trainer import Trainer
 
 H, W, N = 32, 48, 9
 

@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 from matplotlib.figure import Figure
 
-from ddlvad.evaluate import evaluate, get_protocol, pooled
+from ddlvad.config import get_protocol
+from ddlvad.metrics import frame_metrics, pooled
 from ddlvad.plots import (
     abnormal_spans,
     loss_figure,
@@ -86,7 +87,7 @@ def test_save_figure_writes_png(tmp_path):
 
 def _report_page(videos, tmp_path) -> tuple[str, dict]:
     protocol = get_protocol("paper", window=3)
-    report = evaluate(videos, protocol)
+    report = frame_metrics(videos, protocol)
     pool = pooled(videos, protocol)
     roc_path = save_figure(roc_figure(pool.scores, pool.labels, report["auc_micro"]), tmp_path / "roc.png")
     images = {
@@ -112,7 +113,7 @@ def test_html_embeds_images_and_escapes_text(videos, tmp_path):
 
 
 def test_html_without_labels_and_with_scenes():
-    report = evaluate({"v": (np.array([NAN, 1.0, 2.0, NAN]), None)}, get_protocol("raw"))
+    report = frame_metrics({"v": (np.array([NAN, 1.0, 2.0, NAN]), None)}, get_protocol("raw"))
     report["scenes"] = {"scenes": {"01": 0.7, "02": None}, "auc_scene_median": 0.7,
                         "auc_scene_mean": 0.7, "n_scenes": 1, "auc_micro_pooled": 0.65}
     page = render_report(report, {}, "no labels")
@@ -123,7 +124,7 @@ def test_html_without_labels_and_with_scenes():
 
 
 def test_modules_do_not_import_torch():
-    code = "import sys, ddlvad.evaluate, ddlvad.plots, ddlvad.report_html; print('torch' in sys.modules)"
+    code = "import sys, ddlvad.metrics, ddlvad.plots, ddlvad.report_html; print('torch' in sys.modules)"
     src = str(Path(__file__).resolve().parents[1] / "src")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
                          env={"PYTHONPATH": src, "PATH": "/usr/bin:/bin"})

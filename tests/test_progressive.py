@@ -10,8 +10,9 @@ import torch
 
 from ddlvad import Config, UserError
 from ddlvad.checkpoint import BEST, CHECKPOINT, load_checkpoint, save_atomic
+from ddlvad.data.clips import TrainingData
 from ddlvad.data.tracks import VideoTracks
-from ddlvad.train import Trainer, TrainingData, TrainingInterrupted
+from ddlvad.trainer import Trainer, TrainingInterrupted
 
 FULL, START = (64, 96), (32, 48)
 
@@ -235,7 +236,7 @@ def test_the_cli_says_when_it_keeps_a_start_size_model_and_evaluate_scores_at_th
 
 
 def test_the_layout_is_probed_at_the_start_size_where_most_steps_train(tmp_path, monkeypatch):
-    from ddlvad import layout as lay
+    from ddlvad import conv_layout as lay
 
     sizes = []
 

@@ -123,7 +123,7 @@ def test_disk_full_while_saving_keeps_the_previous_checkpoint(scene, tracked, tm
 
 
 def test_non_finite_loss_stops_with_step_and_parts(scene, tracked, tmp_path, monkeypatch, capsys):
-    import ddlvad.train as tr
+    import ddlvad.trainer as tr
 
     real = tr.ddl_loss
 

@@ -9,9 +9,11 @@ import torch
 
 from ddlvad import Config, UserError
 from ddlvad.checkpoint import load_checkpoint
+from ddlvad.data.clips import TrainingData, recalibration_batches
 from ddlvad.data.tracks import VideoTracks
+from ddlvad.models import recalibrate_batchnorm
 from ddlvad.runs import prepare_run_dir
-from ddlvad.train import Trainer, TrainingData, TrainingInterrupted, recalibrate_batchnorm
+from ddlvad.trainer import Trainer, TrainingInterrupted
 
 RUN_FILES = ["checkpoint.pt", "config.yaml", "metrics.jsonl", "summary.json", "training.png"]
 
@@ -74,7 +76,8 @@ def test_batchnorm_recalibration_changes_only_the_running_statistics(tmp_path):
     assert all(b[k].item() == 2 for k in stats if k.endswith("num_batches_tracked"))  # 8 windows, batches of 4
     # what training stored = the library function applied afterwards to the plain run's network
     cfg = tiny_cfg()
-    recalibrate_batchnorm(plain.model, data.frames, plain.index, 8, cfg.train.batch_size, cfg.train.seed)
+    recalibrate_batchnorm(plain.model, recalibration_batches(data.frames, plain.index, 8, cfg.train.batch_size,
+                                                             cfg.train.seed))
     after = plain.model.state_dict()
     for k in stats:
         torch.testing.assert_close(after[k], b[k], rtol=1e-5, atol=1e-6)

@@ -13,7 +13,7 @@ from ddlvad.checkpoint import load_checkpoint, load_model
 from ddlvad.data.clips import TrainingData
 from ddlvad.data.tracks import VideoTracks
 from ddlvad.runs import convergence_warning
-from ddlvad.train import Trainer, TrainingInterrupted
+from ddlvad.trainer import Trainer, TrainingInterrupted
 from ddlvad.validation import Plateau, Validator, hold_out
 
 

@@ -20,7 +20,8 @@ from bench.common import machine
 from ddlvad import Config
 from ddlvad.commands.evaluate import evaluate as evaluate_run
 from ddlvad.commands.train import train
-from ddlvad.evaluate import ablation_table, evaluate, get_protocol
+from ddlvad.config import get_protocol
+from ddlvad.metrics import ablation_table, frame_metrics
 
 CELLS = [("c3dsu", "ddl"), ("c3dsu", "recon"), ("c3dsu", "sdl"), ("unet", "ddl"), ("unet", "recon"), ("unet", "sdl")]
 
@@ -54,7 +55,7 @@ def main() -> None:
         summary = train(cfg, args.data, run, force=True, progress=False)
         videos: dict = {}
         report = evaluate_run(run, args.data, progress=False, keep_scores=videos)
-        raw = evaluate(videos, get_protocol("raw"))  # the same scores, without smoothing
+        raw = frame_metrics(videos, get_protocol("raw"))  # the same scores, without smoothing
         results[cell] = {"arch": arch, "mode": mode, "steps": summary["steps"], "minutes": summary["minutes"],
                          "anomaly_weight": summary["anomaly_weight"],
                          "auc_micro": report["auc_micro"], "auc_macro": report["auc_macro"],

@@ -4,7 +4,7 @@
 
 For each run folder or checkpoint/snapshot file: scores the test split as trained (BatchNorm
 running statistics as training left them), then re-estimates those statistics on
-``--windows`` normal training windows (:func:`ddlvad.train.recalibrate_batchnorm`, what
+``--windows`` normal training windows (:func:`ddlvad.models.recalibrate_batchnorm`, what
 training does at its end when ``train.bn_recalibration`` is set; the weights do not change)
 and scores again. Prints the paper-protocol AUCs of both and writes them as JSON with
 ``--json``. Asserts nothing.
@@ -19,18 +19,19 @@ from pathlib import Path
 from bench.common import machine
 from ddlvad.checkpoint import load_model
 from ddlvad.commands.evaluate import score_split
-from ddlvad.data.clips import WindowIndex
+from ddlvad.config import get_protocol
+from ddlvad.data.clips import WindowIndex, recalibration_batches
 from ddlvad.data.frames import FrameSpec, FrameStore
 from ddlvad.data.layouts import index_dataset
-from ddlvad.evaluate import evaluate, get_protocol
+from ddlvad.metrics import frame_metrics
+from ddlvad.models import recalibrate_batchnorm
 from ddlvad.score import Scorer
-from ddlvad.train import recalibrate_batchnorm
 
 
 def aucs(model, cfg, index) -> tuple[float, float]:
     scores = score_split(Scorer(model, cfg.score), cfg, index, progress=False)
     videos = {r.video_id: (scores[r.video_id], r.labels) for r in index.testing}
-    report = evaluate(videos, get_protocol("paper", patch=cfg.score.patch, shifted_grid=cfg.score.shifted_grid))
+    report = frame_metrics(videos, get_protocol("paper", patch=cfg.score.patch, shifted_grid=cfg.score.shifted_grid))
     return report["auc_micro"], report["auc_macro"]
 
 
@@ -51,7 +52,8 @@ def main() -> None:
         before = aucs(model, cfg, index)
         store = FrameStore.of_split(index, "training", FrameSpec.from_config(cfg.data), cfg.data.cache_dir)
         windows = WindowIndex(store.lengths, cfg.data.frames)
-        recalibrate_batchnorm(model, store.arrays, windows, args.windows, cfg.train.batch_size, cfg.train.seed)
+        recalibrate_batchnorm(model, recalibration_batches(store.arrays, windows, args.windows, cfg.train.batch_size,
+                                                          cfg.train.seed))
         model.eval()
         after = aucs(model, cfg, index)
         rows.append({"run": run, "arch": cfg.model.arch, "mode": cfg.ddl.mode, "steps": ckpt.get("step"),

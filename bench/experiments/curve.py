@@ -24,7 +24,8 @@ from scipy.stats import spearmanr
 from bench.common import machine
 from ddlvad.checkpoint import load_checkpoint
 from ddlvad.commands.evaluate import evaluate as evaluate_run
-from ddlvad.evaluate import evaluate, get_protocol
+from ddlvad.config import get_protocol
+from ddlvad.metrics import frame_metrics
 
 
 def main() -> None:
@@ -48,7 +49,7 @@ def main() -> None:
         videos: dict = {}
         paper = evaluate_run(snap, args.data, out=run / "curve" / snap.stem, plots=False, progress=False,
                              keep_scores=videos)
-        raw = evaluate(videos, get_protocol("raw"))  # the same scores, without smoothing
+        raw = frame_metrics(videos, get_protocol("raw"))  # the same scores, without smoothing
         points.append({"steps": ckpt["step"], "minutes": round(ckpt.get("elapsed", 0) / 60, 2),
                        "auc_micro": paper["auc_micro"], "auc_macro": paper["auc_macro"],
                        "auc_micro_raw": raw["auc_micro"], "auc_macro_raw": raw["auc_macro"],

@@ -36,9 +36,10 @@ import torch
 
 from bench.common import machine
 from ddlvad.checkpoint import load_model
+from ddlvad.config import get_protocol
 from ddlvad.data.frames import FrameSpec, FrameStore
 from ddlvad.data.layouts import index_dataset
-from ddlvad.evaluate import evaluate, get_protocol
+from ddlvad.metrics import frame_metrics
 from ddlvad.score import Scorer, anomaly_map, frame_scores, patch_grids
 
 
@@ -141,7 +142,7 @@ def main() -> None:
         videos = {video: (scores_of(v, reduce), v.labels) for video, v in maps.items()}
         protocols = ("paper", "raw", "gaussian", "minmax") if name == "patch 16" else ("paper",)
         for protocol in protocols:
-            report = evaluate(videos, get_protocol(protocol))
+            report = frame_metrics(videos, get_protocol(protocol))
             rows.append({"variant": name, "protocol": protocol, "auc_micro": report["auc_micro"],
                          "videos": {v: row["auc"] for v, row in report["videos"].items()},
                          "auc_macro": report["auc_macro"]})

@@ -20,7 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ddlvad.evaluate import evaluate, get_protocol
+from ddlvad.config import get_protocol
+from ddlvad.metrics import frame_metrics
 
 
 def read_scores(path: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -52,7 +53,7 @@ def main() -> None:
     for steps in args.steps:
         chosen = [int(s) for s in steps.split(",")]
         runs = [read_scores(Path(args.run) / "curve" / f"step_{s:06d}" / "scores.csv") for s in chosen]
-        report = evaluate(ensemble(runs, not args.no_rescale), protocol)
+        report = frame_metrics(ensemble(runs, not args.no_rescale), protocol)
         rows.append({"steps": chosen, "auc_micro": report["auc_micro"], "auc_macro": report["auc_macro"]})
         print(f"{steps:<40} {100 * report['auc_micro']:>7.2f} {100 * report['auc_macro']:>7.2f}")
     if args.json:

@@ -8,7 +8,7 @@ Prints figures, asserts nothing. Stages, each timed on the same 180 frames:
 - detect: ``ddlvad.commands.detect.detect`` (stream + scores.csv + events.json), with and
   without the overlay video.
 
-The model is in the layout :mod:`ddlvad.layout` chooses for scoring on this machine.
+The model is in the layout :mod:`ddlvad.conv_layout` chooses for scoring on this machine.
 
     python -m bench.speed.detect                        # an untrained model of the cpu preset
     python -m bench.speed.detect --run runs/ped2        # a trained run
@@ -35,7 +35,7 @@ from ddlvad.checkpoint import CHECKPOINT, save_atomic
 from ddlvad.commands.detect import detect
 from ddlvad.data.frames import decode_video
 from ddlvad.data.layouts import VideoRecord, image_files
-from ddlvad.models import model_layout
+from ddlvad.models import conv_layout_of
 from ddlvad.score import score_video
 
 CLIP = SHARED_DATA / "ped2" / "testing" / "frames" / "01"
@@ -102,7 +102,7 @@ def main() -> None:
           f"python {sys.version.split()[0]}")
     print(f"clip {clip} ({n} frames); model {cfg.model.arch} {cfg.ddl.mode} latent {cfg.model.latent}, "
           f"{d.height}x{d.width}x{d.channels}, T={d.frames}, score batch {sc.batch_size}, "
-          f"layout {layout_name(model_layout(detector.model))}"
+          f"layout {layout_name(conv_layout_of(detector.model))}"
           f"{'' if args.run else f' (untrained {args.preset} preset)'}")
     rows = [
         ("decode + convert only", seconds_decode),

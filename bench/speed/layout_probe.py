@@ -1,10 +1,10 @@
 """What the layout probe measures on this machine, per preset, and what it would choose.
 
 For every preset of ``--presets``, times each candidate convolution layout
-(:data:`ddlvad.layout.CANDIDATES`: NCHW with the folded projection, NHWC with and without
-it) with :func:`ddlvad.layout.probe` for ``train`` (forward + backward) and ``score`` (one
-scoring pass), on :func:`ddlvad.layout.probe_batch` windows, and prints the seconds per
-layout, the fastest of them, and the layout :func:`ddlvad.layout.choose` picks in a second
+(:data:`ddlvad.conv_layout.CANDIDATES`: NCHW with the folded projection, NHWC with and without
+it) with :func:`ddlvad.conv_layout.probe` for ``train`` (forward + backward) and ``score`` (one
+scoring pass), on :func:`ddlvad.conv_layout.probe_batch` windows, and prints the seconds per
+layout, the fastest of them, and the layout :func:`ddlvad.conv_layout.choose` picks in a second
 probe (a different answer there means a near tie). ``choose`` probes only among the layouts
 the preset leaves open (``tiny`` fixes NCHW + fold, so nothing is probed for it) and runs
 with an empty temporary cache, so the answer is this run's and the user's cache is not
@@ -24,7 +24,7 @@ import torch
 
 from bench.common import layout_name, machine
 from ddlvad import Config
-from ddlvad.layout import CANDIDATES, PURPOSES, choose, probe
+from ddlvad.conv_layout import CANDIDATES, PURPOSES, choose, probe
 
 
 def main() -> None:

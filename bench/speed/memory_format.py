@@ -30,12 +30,12 @@ from bench.common import (
     timed_rounds,
     with_pytorch_batchnorm,
 )
-from ddlvad.models import Layout, apply_layout
+from ddlvad.models import ConvLayout, apply_layout
 from ddlvad.score import score_video
-from ddlvad.train import Trainer
+from ddlvad.trainer import Trainer
 
 ARMS = ("default", "channels_last", "channels_last_pytorch_bn")
-NCHW, NHWC = Layout(channels_last=False, fold=True), Layout(channels_last=True, fold=True)
+NCHW, NHWC = ConvLayout(channels_last=False, fold=True), ConvLayout(channels_last=True, fold=True)
 
 SETTINGS = {"tiny": (10, None, 64), "cpu": (4, None, 64), "paper": (1, 1, 8)}
 """preset -> (timed steps per round, batch (None: the preset's), scored frames)."""

@@ -24,11 +24,11 @@ import torch
 from torch import nn
 
 from bench.common import machine, preset_sizes, random_training_data, with_pytorch_batchnorm
-from ddlvad.models import BatchNorm2d, Layout, apply_layout
+from ddlvad.models import BatchNorm2d, ConvLayout, apply_layout
 from ddlvad.pseudo_anomaly import PseudoAnomaly
-from ddlvad.train import Trainer
+from ddlvad.trainer import Trainer
 
-NCHW, NHWC = Layout(channels_last=False, fold=True), Layout(channels_last=True, fold=True)
+NCHW, NHWC = ConvLayout(channels_last=False, fold=True), ConvLayout(channels_last=True, fold=True)
 
 
 class Float64Inputs(nn.Module):

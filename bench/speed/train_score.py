@@ -4,7 +4,7 @@ Prints figures, asserts nothing. Each preset runs in its own process so that its
 resident memory (ru_maxrss) is its own. Two equivalences are timed in the same process:
 
 - training: the package's defaults (C3DSU's temporal Conv3d computed for the middle slice
-  only, and the layout :mod:`ddlvad.layout` chooses on this machine: the encoder's pixel
+  only, and the layout :mod:`ddlvad.conv_layout` chooses on this machine: the encoder's pixel
   unshuffle + 1x1 projection as one strided convolution or not, channels-last Conv2d
   weights with exact BatchNorm statistics or NCHW; ``tiny`` fixes NCHW + fold; the
   ``layout`` column says which) vs the straightforward implementation of the same math
@@ -42,7 +42,7 @@ from bench.common import (
     timed_rounds,
 )
 from ddlvad.score import score_video, score_video_naive
-from ddlvad.train import Trainer
+from ddlvad.trainer import Trainer
 
 
 def measure(preset: str, size: int, steps: int, batch: int | None, frames: int) -> dict:
@@ -58,7 +58,7 @@ def measure(preset: str, size: int, steps: int, batch: int | None, frames: int) 
            "latent": cfg.model.latent, "threads": torch.get_num_threads()}
 
     trainer = Trainer(cfg, data, "/tmp/ddlvad-bench-unused", progress=False)
-    out["layout"] = layout_name(trainer.layout)
+    out["layout"] = layout_name(trainer.conv_layout)
     naive = Trainer(cfg, data, "/tmp/ddlvad-bench-unused", progress=False)
     make_naive(naive.model)
     arms = {"": trainer, "_naive": naive}

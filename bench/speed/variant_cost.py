@@ -21,7 +21,7 @@ import argparse
 import torch
 
 from bench.common import machine, preset_sizes, random_training_data, timed_rounds
-from ddlvad.train import Trainer
+from ddlvad.trainer import Trainer
 
 LEVERS = {
     "T=5": "data.frames=5",

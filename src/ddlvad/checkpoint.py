@@ -1,4 +1,6 @@
-"""Checkpoints: atomic writes, safe loads, and rebuilding a trained model from a run folder.
+"""Checkpoints: atomic writes, safe loads, rebuilding a trained model from a run folder, and
+the rules of resuming a run (:func:`resume_config_file`, :func:`require_checkpoint`,
+:func:`check_resume`, :data:`FREE_ON_RESUME`, :func:`truncate_log`): all of them here.
 
 A checkpoint is a ``torch.save`` of plain containers and tensors only (model and anomaly
 weight state, optimiser, scheduler, step counters, RNG state, the config as a dict, the
@@ -8,6 +10,7 @@ pickle code execution is refused, never run.
 
 from __future__ import annotations
 
+import json
 import pickle
 from pathlib import Path
 from typing import Any
@@ -17,7 +20,7 @@ import torch
 from . import __version__
 from .config import Config
 from .errors import UserError
-from .files import atomic_writer
+from .files import atomic_write, atomic_writer
 
 CHECKPOINT = "checkpoint.pt"
 """The state to resume training from."""
@@ -88,3 +91,52 @@ def load_model(run: str | Path) -> tuple[torch.nn.Module, Config, dict[str, Any]
                         f"({str(exc).splitlines()[0][:160]})") from None
     model.eval()
     return model, cfg, ckpt
+
+
+# ---------------------------------------------------------------------- resuming a run
+FREE_ON_RESUME = {"train.steps", "train.epochs", "train.minutes", "train.threads", "train.log_every",
+                  "train.checkpoint_every", "train.snapshot_every", "data.cache_dir"}
+"""Settings that may change when a run is resumed (they do not change what is computed)."""
+
+
+def resume_config_file(out: str | Path | None, config: str | None, preset: str | None) -> Path:
+    """The config a resumed run continues with: its own ``OUT/config.yaml`` (``--resume`` takes
+    neither ``--config`` nor ``--preset``)."""
+    if not out:
+        raise UserError("--resume needs --out RUN: the run folder to continue")
+    if config or preset:
+        raise UserError("--resume continues a run with its own config.yaml: drop --config/--preset")
+    path = Path(out) / "config.yaml"
+    if not path.is_file():
+        raise UserError(f"--resume: no config.yaml in {out}; start a new run without --resume")
+    return path
+
+
+def require_checkpoint(run_dir: Path) -> None:
+    """``--resume`` needs the run's checkpoint."""
+    if not (Path(run_dir) / CHECKPOINT).is_file():
+        raise UserError(f"--resume: no checkpoint in {run_dir}; start a new run without --resume")
+
+
+def check_resume(ckpt: dict[str, Any], cfg: Config) -> None:
+    """A run resumes only with the config it began with, but for :data:`FREE_ON_RESUME`."""
+    differ = {k: v for k, v in Config.from_dict(ckpt["config"]).diff(cfg).items() if k not in FREE_ON_RESUME}
+    if differ:
+        what = ", ".join(f"{k}: {a} -> {b}" for k, (a, b) in list(differ.items())[:4])
+        raise UserError(f"--resume: the run was made with another config ({what}); "
+                        f"resume without changing settings other than --steps/--epochs")
+
+
+def truncate_log(path: Path, step: int) -> None:
+    """Drop the lines of a run's ``metrics.jsonl`` written after the checkpoint's ``step`` (they
+    will be written again), atomically: a crash leaves the old log or the new one."""
+    if not path.exists():
+        return
+    keep = []
+    for line in path.read_text().splitlines():
+        try:
+            if json.loads(line)["step"] <= step:
+                keep.append(line)
+        except (ValueError, KeyError):
+            break
+    atomic_write(path, "".join(line + "\n" for line in keep))

@@ -15,7 +15,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .config import ARCHS, DEMO, MASK_SOURCES, MODES, PRESETS, TRACKERS, UNTIL, Config, EventRules
+from .config import (
+    ARCHS,
+    DEFAULT_PRESET,
+    DEFAULT_PROTOCOL,
+    DEMO,
+    MASK_SOURCES,
+    MODES,
+    NORMALISATIONS,
+    PRESETS,
+    PROTOCOLS,
+    SMOOTHINGS,
+    TRACKERS,
+    UNTIL,
+    Config,
+    EventRules,
+)
 from .errors import UserError
 
 EXAMPLES = """examples:
@@ -32,18 +47,6 @@ EXAMPLES = """examples:
   ddlvad train --data shanghaitech/ --all-scenes --jobs 4 --out runs/sh     # one model per scene
   ddlvad evaluate runs/sh --data shanghaitech/                              # per-scene + aggregate
 """
-
-DEFAULT_PRESET = "cpu"
-"""The preset ``train`` and ``config`` start from when neither --preset nor --config is given."""
-
-
-def _protocol_choices() -> dict[str, tuple[str, ...]]:
-    from .evaluate import NORMALISATIONS, PROTOCOLS, SMOOTHINGS
-
-    return {"protocol": tuple(PROTOCOLS), "smoothing": SMOOTHINGS, "normalise": NORMALISATIONS}
-
-
-_PROTOCOL = _protocol_choices()
 
 
 # ---------------------------------------------------------------------- every flag, once
@@ -110,12 +113,12 @@ FLAGS: dict[str, Flag] = {
                                          "skip them"}),
     # evaluation
     "run": Flag({"help": "run folder (holds checkpoint.pt)"}),
-    "protocol": Flag({"default": "paper", "choices": _PROTOCOL["protocol"],
+    "protocol": Flag({"default": DEFAULT_PROTOCOL, "choices": tuple(PROTOCOLS),
                       "help": "paper (median 17), raw, gaussian, minmax"}),
-    "smoothing": Flag({"choices": _PROTOCOL["smoothing"]}),
+    "smoothing": Flag({"choices": SMOOTHINGS}),
     "window": Flag({"type": int, "help": "median filter window (frames)"}),
     "sigma": Flag({"type": float, "help": "gaussian smoothing sigma (frames)"}),
-    "normalise": Flag({"choices": _PROTOCOL["normalise"], "help": "per-video score normalisation"}),
+    "normalise": Flag({"choices": NORMALISATIONS, "help": "per-video score normalisation"}),
     "flip": Flag({"action": "store_true",
                   "help": "beyond the paper: average each error map with the mirrored frames' (2x scoring time)"}),
     "scale": Flag({"type": float, "help": "beyond the paper: score frames at the training size times this "
@@ -165,6 +168,7 @@ def _synth(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
+    from .checkpoint import resume_config_file
     from .commands.scenes import train_scenes
     from .commands.train import train
     from .distributed import is_main
@@ -172,13 +176,7 @@ def _train(args: argparse.Namespace) -> int:
     if args.jobs != 1 and not args.all_scenes:
         raise UserError("--jobs goes with --all-scenes (scenes trained at a time)")
     if args.resume and not args.all_scenes:
-        if not args.out:
-            raise UserError("--resume needs --out RUN: the run folder to continue")
-        if args.config or args.preset:
-            raise UserError("--resume continues a run with its own config.yaml: drop --config/--preset")
-        args.config = str(Path(args.out) / "config.yaml")
-        if not Path(args.config).is_file():
-            raise UserError(f"--resume: no config.yaml in {args.out}; start a new run without --resume")
+        args.config = str(resume_config_file(args.out, args.config, args.preset))
     cfg = build_config(args)
     out = args.out or f"runs/{Path(args.data).name}-{cfg.model.arch}-{cfg.ddl.mode}"
     if args.all_scenes:
@@ -263,7 +261,7 @@ def _data_info(args: argparse.Namespace) -> int:
 
 
 def _config(args: argparse.Namespace) -> int:
-    print(build_config(args).to_yaml(), end="")
+    print(build_config(args).validate().to_yaml(), end="")
     return 0
 
 
@@ -359,7 +357,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def build_config(args: argparse.Namespace) -> Config:
     """The run's config: the preset (or ``--config``), then the flags that set config keys
-    (:data:`FLAGS`), then ``--set``; validated."""
+    (:data:`FLAGS`), then ``--set``. Not validated here: each command validates it once, at its boundary
+    (:meth:`Config.validate`)."""
     preset, config_file = getattr(args, "preset", None), getattr(args, "config", None)
     if preset and config_file:
         raise UserError(f"--preset {preset} and --config {config_file} both choose where the config starts: "
@@ -377,7 +376,7 @@ def build_config(args: argparse.Namespace) -> Config:
         cfg.train.steps = None  # epochs alone (flag or --set) replace the preset's step budget (cpu: 1180)
     cfg.apply({k: v for k, v in flags.items() if v is not None})
     cfg.override(sets)
-    return cfg.validate()
+    return cfg
 
 
 def _version() -> str:
@@ -413,7 +412,7 @@ def main(argv: list[str] | None = None) -> int:
         print("ddlvad: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:  # TrainingInterrupted and friends are handled by name, bugs stay loud
-        from .train import TrainingInterrupted
+        from .trainer import TrainingInterrupted
 
         if isinstance(exc, TrainingInterrupted):
             print(f"ddlvad: {exc}", file=sys.stderr)

@@ -30,6 +30,11 @@ NOISE_KINDS = ("uniform", "blocks")
 RETIRED_KEYS = {"train.workers"}
 """Keys that configs and checkpoints of 0.1.0 development builds may hold; read and ignored."""
 PRECISIONS = ("fp32", "bf16")
+DEFAULT_PRESET = "cpu"
+"""The preset ``ddlvad train``, ``track`` and ``config`` start from when neither --preset nor --config
+is given (``Config()`` itself holds the reference settings, the ``paper`` preset)."""
+DEFAULT_PROTOCOL = "paper"
+"""The evaluation protocol of ``ddlvad evaluate`` (:data:`PROTOCOLS`)."""
 TRACKERS = ("ocsort", "bytetrack")
 UNTIL = ("steps", "converged")
 VAL_METRICS = ("auc", "recon")
@@ -49,7 +54,7 @@ class ModelConfig:
     """Store the Conv2d weights channels-last (NHWC): the same computation up to float
     rounding, faster on some machines and slower on others (AVX-512: 1.27x training at the
     ``cpu`` size; AVX2: 0.69x at the ``paper`` size; bench/RESULTS.md). None (``auto``): a
-    short probe on this machine chooses, cached per machine (:mod:`ddlvad.layout`).
+    short probe on this machine chooses, cached per machine (:mod:`ddlvad.conv_layout`).
     ddlvad's BatchNorm2d keeps NHWC batch statistics exact (PyTorch's CPU kernel is ~1e-5
     off, which changed the demo's outcome)."""
     fold_projection: bool | None = None
@@ -233,6 +238,9 @@ class ScoreConfig:
     """Windows scored per forward pass."""
     threshold_percentile: float = 99.0
     """Percentile of normal training-frame scores stored as the detection threshold."""
+    threshold_frames: int = 600
+    """Normal training frames the thresholds are calibrated on (the first of each video, shared
+    evenly among the videos)."""
 
 
 @dataclass
@@ -438,6 +446,8 @@ class Config:
             raise UserError(f"score.patch={s.patch}: must be between 2 and the frame size")
         if s.batch_size < 1:
             raise UserError(f"score.batch_size={s.batch_size}: must be >= 1")
+        if s.threshold_frames < 1:
+            raise UserError(f"score.threshold_frames={s.threshold_frames}: must be >= 1")
         if not 0 < s.threshold_percentile <= 100:
             raise UserError(f"score.threshold_percentile={s.threshold_percentile}: must be in (0, 100]")
         o = self.objects
@@ -472,9 +482,13 @@ class Config:
         return cfg
 
     def to_yaml(self, path: str | Path | None = None) -> str:
+        """The config as YAML; with ``path``, also written there (atomically: a crash leaves the
+        previous file or none, never half of one)."""
         text = yaml.safe_dump(self.to_dict(), sort_keys=False)
         if path is not None:
-            Path(path).write_text(text)
+            from .files import atomic_write
+
+            atomic_write(path, text)
         return text
 
     @classmethod
@@ -494,6 +508,120 @@ class Config:
         """``{key: (mine, theirs)}`` for every field that differs."""
         a, b = _flatten(self.to_dict()), _flatten(other.to_dict())
         return {k: (a.get(k), b.get(k)) for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)}
+
+
+SMOOTHINGS = ("none", "median", "gaussian")
+NORMALISATIONS = ("none", "minmax")
+
+
+@dataclass
+class Protocol:
+    """How raw frame scores become the numbers of a report. Written into every report."""
+
+    name: str = "paper"
+    """Name of the preset this protocol started from (informational)."""
+    smoothing: str = "median"
+    """``none``, ``median`` (paper: window 17) or ``gaussian`` (sigma below), per video."""
+    window: int = 17
+    """Median window in frames; odd, >= 1. Used only when ``smoothing == "median"``."""
+    sigma: float = 3.0
+    """Gaussian standard deviation in frames; > 0. Used only when ``smoothing == "gaussian"``."""
+    normalise: str = "none"
+    """``none`` or ``minmax`` (per video, to [0, 1], applied after smoothing)."""
+    edge_frames: str = "drop"
+    """Frames without a score (NaN: the first/last (T-1)/2 of each video) are dropped with
+    their labels. ``drop`` is the only rule (the authors confirmed it)."""
+    macro_single_class: str = "skip"
+    """Videos with one class have no AUC; ``skip`` leaves them out of the macro mean (the
+    only rule; the report shows their ``auc`` as null)."""
+    patch: int | None = None
+    """Patch side used by the scorer (``score.patch``), pixels. Recorded only; filled in by the caller."""
+    shifted_grid: bool | None = None
+    """Whether the scorer also used the half-patch-shifted grid (``score.shifted_grid``). Recorded only."""
+    flip: bool = False
+    """Beyond the paper (docs/method.md §9.29): error maps averaged with those of the mirrored
+    frames (``score.flip``; ``ddlvad evaluate --flip``)."""
+    scale: float = 1.0
+    """Beyond the paper (docs/method.md §9.29) unless 1: frames were scored at the training size
+    times this factor (``score.scale``; ``ddlvad evaluate --scale``)."""
+
+    def __post_init__(self) -> None:
+        if self.smoothing not in SMOOTHINGS:
+            raise UserError(f"protocol smoothing={self.smoothing!r}: choose one of {', '.join(SMOOTHINGS)}")
+        if self.normalise not in NORMALISATIONS:
+            raise UserError(
+                f"protocol normalise={self.normalise!r}: choose one of {', '.join(NORMALISATIONS)}"
+            )
+        w = self.window
+        if isinstance(w, bool) or not isinstance(w, numbers.Integral) or w < 1 or w % 2 == 0:
+            raise UserError(f"protocol window={self.window!r}: the median window must be an odd integer >= 1")
+        if not (isinstance(self.sigma, numbers.Real) and math.isfinite(self.sigma) and self.sigma > 0):
+            raise UserError(f"protocol sigma={self.sigma!r}: the gaussian sigma must be a positive number of frames")
+        check_scale(self.scale, "protocol scale")
+        if self.edge_frames != "drop":
+            raise UserError(f"protocol edge_frames={self.edge_frames!r}: only 'drop' is supported")
+        if self.macro_single_class != "skip":
+            raise UserError(f"protocol macro_single_class={self.macro_single_class!r}: only 'skip' is supported")
+
+    def to_dict(self) -> dict:
+        """All fields as a JSON-ready dict (what goes into a report's ``protocol``)."""
+        return dataclasses.asdict(self)
+
+
+PROTOCOLS: dict[str, Protocol] = {
+    # docs/method.md §6: median filter of window 17 per video, no normalisation.
+    "paper": Protocol(name="paper"),
+    # The reference code: raw scores.
+    "raw": Protocol(name="raw", smoothing="none"),
+    "gaussian": Protocol(name="gaussian", smoothing="gaussian", sigma=3.0),
+    # Paper smoothing + per-video min-max, as many reconstruction baselines report.
+    "minmax": Protocol(name="minmax", normalise="minmax"),
+}
+
+
+def get_protocol(name: str, **overrides) -> Protocol:
+    """A fresh copy of preset ``name`` with ``overrides`` (field=value) applied and checked.
+
+    Raises :class:`UserError` for an unknown preset or field, listing the choices.
+    """
+    if name not in PROTOCOLS:
+        raise UserError(f"unknown evaluation protocol {name!r}: choose one of {', '.join(PROTOCOLS)}")
+    known = {f.name for f in dataclasses.fields(Protocol)}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise UserError(
+            f"unknown protocol field(s) {', '.join(unknown)}: choose from {', '.join(sorted(known))}"
+        )
+    return dataclasses.replace(PROTOCOLS[name], **overrides)
+
+
+@dataclass(frozen=True)
+class LocalisationProtocol:
+    """How ``ddlvad evaluate`` measures localisation (:mod:`ddlvad.localisation`): the published
+    criteria's parameters and the thresholds of the anomaly map at which regions are extracted."""
+
+    overlap: float = 0.4
+    """Pixel-level AUC: fraction of an abnormal frame's mask that must be detected (UCSD: 40 %)."""
+    beta: float = 0.1
+    """RBDC/TBDC: IoU a detected region needs with a ground-truth region (Ramachandra & Jones: 0.1)."""
+    alpha: float = 0.1
+    """TBDC: fraction of a ground-truth track's regions that must be detected (0.1)."""
+    max_fpr: float = 1.0
+    """RBDC/TBDC: the curve is integrated over false positives per frame in ``[0, max_fpr]``."""
+    levels_per_octave: int = 4
+    """Map thresholds per doubling at which regions are extracted (see :meth:`levels`)."""
+    octaves: int = 3
+    """Doublings below and above the base threshold that the levels span (3: an eighth to 8x)."""
+    fallback_level: float = 0.05
+    """Base threshold when the run stores none (a pixel error, as the map's values)."""
+
+    def levels(self, threshold: dict | None) -> list[float]:
+        """The map thresholds for RBDC/TBDC: the run's region threshold (else its frame threshold,
+        else :attr:`fallback_level`) times ``2^(k / levels_per_octave)`` for
+        ``k = -octaves * levels_per_octave .. octaves * levels_per_octave``."""
+        base = (threshold or {}).get("region") or (threshold or {}).get("value") or self.fallback_level
+        n = self.octaves * self.levels_per_octave
+        return [float(base) * 2 ** (k / self.levels_per_octave) for k in range(-n, n + 1)]
 
 
 @dataclass(frozen=True)

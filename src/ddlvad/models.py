@@ -8,12 +8,15 @@ This module knows nothing about data, training or evaluation.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
+from torch.optim.swa_utils import update_bn
 
 from .config import Config
 
@@ -108,7 +111,7 @@ class ConvBlock(nn.Module):
         ``c*4 + 2i + j`` of the unshuffled tensor is pixel ``(i, j)`` of channel ``c``): the same
         sums without copying the block's widest tensor (the parameters keep their shapes).
         Whether it is faster depends on the machine and layout (bench/RESULTS.md: 1.03-1.11x
-        with AVX-512, 0.71x channels-last with AVX2), so :mod:`ddlvad.layout` chooses. Going
+        with AVX-512, 0.71x channels-last with AVX2), so :mod:`ddlvad.conv_layout` chooses. Going
         up, the same trick measured no faster, so depth-to-space is kept.
         """
         if self.fold and isinstance(self.resample, nn.PixelUnshuffle):
@@ -216,7 +219,7 @@ class C3DSU(nn.Module):
 
 
 @dataclass(frozen=True)
-class Layout:
+class ConvLayout:
     """How the 2-D convolutions are laid out: the same computation up to float rounding."""
 
     channels_last: bool
@@ -225,27 +228,27 @@ class Layout:
     """The encoder's space-to-depth + 1x1 projection as one strided convolution."""
 
 
-DEFAULT_LAYOUT = Layout(channels_last=False, fold=True)
+DEFAULT_CONV_LAYOUT = ConvLayout(channels_last=False, fold=True)
 """The layout where ``model.channels_last`` / ``model.fold_projection`` are left to a probe and
 no probe was run (NCHW with the fold was never slower than the straightforward code)."""
 
 
-def build_model(cfg: Config, layout: Layout | None = None) -> nn.Module:
-    """The network described by ``cfg.model`` for ``cfg.data`` frames (validated first), in
-    ``layout`` (default: the config's choices, :data:`DEFAULT_LAYOUT` where it leaves them open)."""
-    cfg.validate()
+def build_model(cfg: Config, layout: ConvLayout | None = None) -> nn.Module:
+    """The network described by ``cfg.model`` for ``cfg.data`` frames (a valid config:
+    :meth:`Config.validate`), in ``layout`` (default: the config's choices,
+    :data:`DEFAULT_CONV_LAYOUT` where it leaves them open)."""
     m, d = cfg.model, cfg.data
     if m.arch == "unet":
         model = UNet(d.channels, m.latent, m.block, m.dropout)
     else:
         model = C3DSU(d.channels, m.latent, d.frames, m.block, m.dropout)
     if layout is None:
-        layout = Layout(DEFAULT_LAYOUT.channels_last if m.channels_last is None else m.channels_last,
-                        DEFAULT_LAYOUT.fold if m.fold_projection is None else m.fold_projection)
+        layout = ConvLayout(DEFAULT_CONV_LAYOUT.channels_last if m.channels_last is None else m.channels_last,
+                        DEFAULT_CONV_LAYOUT.fold if m.fold_projection is None else m.fold_projection)
     return apply_layout(model, layout)
 
 
-def apply_layout(model: nn.Module, layout: Layout) -> nn.Module:
+def apply_layout(model: nn.Module, layout: ConvLayout) -> nn.Module:
     """Put ``model`` in ``layout`` (in place; returns ``model``); no parameter value changes."""
     for module in model.modules():
         if isinstance(module, ConvBlock):
@@ -253,13 +256,13 @@ def apply_layout(model: nn.Module, layout: Layout) -> nn.Module:
     return set_conv_layout(model, torch.channels_last if layout.channels_last else torch.contiguous_format)
 
 
-def model_layout(model: nn.Module) -> Layout:
+def conv_layout_of(model: nn.Module) -> ConvLayout:
     """The layout ``model`` is in."""
     conv = next(m for m in model.modules()  # one whose two layouts differ in memory
                 if isinstance(m, nn.Conv2d) and m.in_channels > 1 and m.kernel_size != (1, 1))
     block = next((m for m in model.modules() if isinstance(m, ConvBlock)), None)
     channels_last = not conv.weight.is_contiguous() and conv.weight.is_contiguous(memory_format=torch.channels_last)
-    return Layout(channels_last, block.fold if block is not None else True)
+    return ConvLayout(channels_last, block.fold if block is not None else True)
 
 
 def set_conv_layout(model: nn.Module, layout: torch.memory_format) -> nn.Module:
@@ -279,3 +282,33 @@ def set_conv_layout(model: nn.Module, layout: torch.memory_format) -> nn.Module:
 
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+def recalibrate_batchnorm(model: nn.Module, batches: Iterable[torch.Tensor], device: torch.device | None = None) -> None:
+    """Re-estimate the BatchNorm running statistics of ``model`` as a plain average over
+    ``batches`` of normal clips (``torch.optim.swa_utils.update_bn``); nothing else changes.
+    No batch: nothing happens."""
+    batches = iter(batches)
+    first = next(batches, None)
+    if first is not None:
+        update_bn(_chain(first, batches), model, device)
+
+
+@contextlib.contextmanager
+def recalibrated(model: nn.Module, batches: Iterable[torch.Tensor], device: torch.device | None = None
+                 ) -> Iterator[nn.Module]:
+    """Within the block, ``model``'s BatchNorm statistics are re-estimated on ``batches``
+    (:func:`recalibrate_batchnorm`); afterwards its own come back."""
+    kept = [b.clone() for b in model.buffers()]
+    recalibrate_batchnorm(model, batches, device)
+    try:
+        yield model
+    finally:
+        with torch.no_grad():
+            for buffer, value in zip(model.buffers(), kept):
+                buffer.copy_(value)
+
+
+def _chain(first: torch.Tensor, rest: Iterator[torch.Tensor]) -> Iterator[torch.Tensor]:
+    yield first
+    yield from rest

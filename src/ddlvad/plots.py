@@ -70,7 +70,7 @@ def score_figure(
 def roc_figure(scores: np.ndarray, labels: np.ndarray, auc: float | None) -> Figure:
     """ROC curve of pooled frames (abnormal = positive) with the chance diagonal.
 
-    ``auc`` (a fraction, as :func:`ddlvad.evaluate.evaluate` returns it) goes into the title.
+    ``auc`` (a fraction, as :func:`ddlvad.metrics.frame_metrics` returns it) goes into the title.
     With fewer than two classes only the diagonal and a note are drawn. Lines: ROC, chance.
     """
     labels = np.asarray(labels)

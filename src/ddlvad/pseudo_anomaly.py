@@ -87,18 +87,18 @@ class PseudoAnomalyGenerator(nn.Module):
 
     ``cfg``: the run's config (``ddl`` for the weight, ``data`` for the frame size and the mask
     source); ``tracks``: per training video its tracks (None: no object); ``index``: the
-    windows of those videos.
+    windows of those videos. :meth:`for_validation` makes the one the validation signal uses.
     """
 
     def __init__(self, cfg: Config, tracks: Sequence[VideoTracks | None], index: WindowIndex,
-                 frames: Sequence[np.ndarray] | None = None):
+                 frames: Sequence[np.ndarray] | None = None, *, source: str | None = None, moves: bool = True):
         super().__init__()
         self.weight = AnomalyWeight(cfg.ddl.init_logit, trainable=cfg.ddl.mode == "ddl")
         self.active = cfg.ddl.mode != "recon"
-        self.source = cfg.data.masks
+        self.source = source or cfg.data.masks
         self.tracks = list(tracks)
         self.index = index
-        self.paste = cfg.ddl.paste if self.active else 0.0
+        self.paste = cfg.ddl.paste if self.active and moves else 0.0
         self.cell = cfg.ddl.noise_block
         self.noise_start = cfg.ddl.start_step
         """The first step with noise (before it: reconstruction only, docs/method.md §9.30)."""
@@ -106,6 +106,14 @@ class PseudoAnomalyGenerator(nn.Module):
         """The first step with moved objects (before ``ddl.start_step``: moved objects only)."""
         self.mover: ObjectMover | None = None
         self.resize(cfg.data.height, cfg.data.width, frames)
+
+    @classmethod
+    def for_validation(cls, cfg: Config, tracks: Sequence[VideoTracks | None], index: WindowIndex
+                       ) -> PseudoAnomalyGenerator:
+        """The generator of the validation's pseudo anomalies (:mod:`ddlvad.validation`): noise in
+        the box of a tracked object whatever ``data.masks`` and ``ddl.paste`` say, drawn with
+        :meth:`fixed` and blended at a given weight."""
+        return cls(cfg, tracks, index, source="tracks", moves=False)
 
     def resize(self, height: int, width: int, frames: Sequence[np.ndarray] | None = None) -> None:
         """Draw for frames of ``height x width`` (``frames``: the training videos at that size,
@@ -138,17 +146,13 @@ class PseudoAnomalyGenerator(nn.Module):
         whose object can move; the others get an empty mask. None without ``ddl.paste``."""
         if not self.active or not (noise or self.mover is not None):
             return None
-        h, w = self.size
-        if self.source == "tracks":
-            mask = object_masks(self.tracks, self.index, windows, h, w, rngs)
-        else:
-            mask = random_masks(self.index.frames, h, w, rngs)
+        mask = self.masks(windows, rngs)
         if self.mover is None:
-            return PseudoAnomaly(mask, uniform_noise(clip.shape, rngs, self.cell))
+            return PseudoAnomaly(mask, self.noise(clip.shape, rngs))
         moves = [self.mover.move(clip[b], mask[b], int(self.index.video[wi]), rng)
                  if not noise or rng.random() < self.paste else None
                  for b, (wi, rng) in enumerate(zip(windows, rngs))]
-        values = uniform_noise(clip.shape, rngs, self.cell) if noise else torch.zeros_like(clip)  # under empty masks only
+        values = self.noise(clip.shape, rngs) if noise else torch.zeros_like(clip)  # under empty masks only
         pasted = torch.tensor([m is not None or not noise for m in moves])
         for b, move in enumerate(moves):
             if move is not None:
@@ -157,8 +161,35 @@ class PseudoAnomalyGenerator(nn.Module):
                 mask[b] = 0.0
         return PseudoAnomaly(mask, values, pasted)
 
-    def forward(self, clip: torch.Tensor, anomaly: PseudoAnomaly) -> torch.Tensor:
-        """``X_A`` (Eqs. 1-2) with the current weight ``s`` (1 for a moved object)."""
+    def fixed(self, windows: np.ndarray, rngs: Sequence[np.random.Generator], shape: torch.Size) -> PseudoAnomaly:
+        """Noise pseudo anomalies for every one of ``windows`` (clips of ``shape``): each in its
+        mask (:meth:`masks`, a random box where the window has no object), no moved objects. The
+        validation signal draws them once (:mod:`ddlvad.validation`)."""
+        return PseudoAnomaly(self.masks(windows, rngs, fill_empty=True), self.noise(shape, rngs))
+
+    def masks(self, windows: np.ndarray, rngs: Sequence[np.random.Generator], fill_empty: bool = False) -> torch.Tensor:
+        """``M`` ``(B, 1, T, H, W)`` of ``windows``: the box of one common track (docs/method.md §2.2) or
+        a random box (``data.masks=random``); ``fill_empty``: a random box where a window has no
+        common track. Window b's choices come from ``rngs[b]``."""
+        h, w = self.size
+        if self.source == "tracks":
+            mask = object_masks(self.tracks, self.index, windows, h, w, rngs)
+        else:
+            mask = random_masks(self.index.frames, h, w, rngs)
+        empty = mask.flatten(1).sum(1) == 0
+        if fill_empty and empty.any():
+            mask[empty] = random_masks(self.index.frames, h, w, [r for r, e in zip(rngs, empty) if e])
+        return mask
+
+    def noise(self, shape: torch.Size, rngs: Sequence[np.random.Generator]) -> torch.Tensor:
+        """``A`` of ``shape`` ``(B, C, T, H, W)`` (docs/method.md §2.4; ``ddl.noise``), window b from ``rngs[b]``."""
+        return uniform_noise(shape, rngs, self.cell)
+
+    def forward(self, clip: torch.Tensor, anomaly: PseudoAnomaly, weight: torch.Tensor | None = None) -> torch.Tensor:
+        """``X_A`` (Eqs. 1-2) with the current weight ``s`` (1 for a moved object), or with the
+        fixed ``weight`` given (the validation's)."""
+        if weight is not None:
+            return blend(clip, anomaly.mask, weight, anomaly.noise)
         weight = self.weight()
         if anomaly.pasted is not None:
             weight = torch.where(anomaly.pasted, torch.ones_like(weight), weight).view(-1, 1, 1, 1, 1)

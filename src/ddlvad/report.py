@@ -1,5 +1,5 @@
 """Evaluation outputs: ``report.json``, ``scores.csv``, ``plots/*.png``, ``report.html`` and the
-console summaries. The numbers come from :mod:`ddlvad.evaluate`; this module only writes
+console summaries. The numbers come from :mod:`ddlvad.metrics`; this module only writes
 and prints them (every file atomically, through :mod:`ddlvad.files`).
 """
 
@@ -14,8 +14,9 @@ from typing import TextIO
 
 import numpy as np
 
-from .evaluate import Pooled, Protocol, pooled
+from .config import Protocol
 from .files import atomic_write, safe_name, writable_dir
+from .metrics import Pooled, pooled
 
 Videos = dict[str, tuple[np.ndarray, "np.ndarray | None"]]
 """video id -> (frame scores with NaN at the edges, 0/1 labels or None)."""

@@ -30,13 +30,13 @@ figure { margin: 1em 0; }
 
 
 def render_report(report: dict, images: dict[str, str | Path | bytes], title: str) -> str:
-    """The HTML page (a string) for ``report`` as :func:`ddlvad.evaluate.evaluate` returns it.
+    """The HTML page (a string) for ``report`` as :func:`ddlvad.metrics.frame_metrics` returns it.
 
     ``images`` maps a name to a PNG given as bytes, as a path to a PNG file, or as a
     ``data:image/png;base64,...`` string. ``"roc"`` is shown with the summary; a name equal to
     a video id of ``report["videos"]`` is shown in that video's section; any other name (e.g.
     ``"weight"``, ``"loss"``) under "Other figures". If ``report`` has a ``"scenes"`` entry
-    (the dict of :func:`ddlvad.evaluate.aggregate_scenes`) a per-scene table is added.
+    (the dict of :func:`ddlvad.metrics.aggregate_scenes`) a per-scene table is added.
     AUC, EER and AP are printed in %; missing values as "n/a".
     """
     e = html.escape

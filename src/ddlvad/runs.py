@@ -11,7 +11,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from .checkpoint import BEST, CHECKPOINT, START_BEST
+from .checkpoint import BEST, CHECKPOINT, START_BEST, require_checkpoint
 from .errors import UserError
 from .files import safe_name, writable_dir
 
@@ -24,8 +24,7 @@ SCENE_RUN = "scene-{}"
 def prepare_run_dir(run_dir: Path, resume: bool, force: bool) -> None:
     """Refuse to overwrite another run unless ``--force`` (or ``--resume`` to continue it)."""
     if resume:
-        if not (run_dir / CHECKPOINT).is_file():
-            raise UserError(f"--resume: no checkpoint in {run_dir}; start a new run without --resume")
+        require_checkpoint(run_dir)
         return
     if run_dir.exists() and any((run_dir / f).exists() for f in RUN_FILES):
         if not force:

@@ -1,11 +1,20 @@
 """Scoring frames with a trained model (docs/method.md §6): the one scorer.
 
-A frame's score is the largest mean of its error map ``e(X_t, f(X))`` over ``patch x patch``
-patches, on the aligned grid and (``score.shifted_grid``) the grid shifted by ``patch / 2``:
-:func:`worst_patches` (and :func:`frame_scores`, its score alone) is the one place that
-computes it. :func:`sliding_windows` is the one place that cuts a stream of frames into
-windows; :class:`Scorer` joins the two and serves evaluation, detection on files and live
-streams, threshold calibration and (through :func:`frame_scores`) the exported model.
+The path from frames to scores, top to bottom, each step in one place:
+
+1. :func:`sliding_windows` cuts a stream of frames into batches of T-frame windows;
+2. :func:`window_errors` turns a batch of windows into error maps ``e(X_t, f(X))`` (and the
+   reconstructions), with flip averaging as an option: used by :class:`Scorer`, by the
+   validation signal (:mod:`ddlvad.validation`), by the exported model (:mod:`ddlvad.exporter`)
+   and by the reference path :func:`score_video_naive`;
+3. :func:`worst_patches` (and :func:`frame_scores`, its score alone): a frame's score is the
+   largest mean of its error map over ``patch x patch`` patches, on the aligned grid and
+   (``score.shifted_grid``) the grid shifted by ``patch / 2``;
+4. :func:`anomaly_map`: the map regions and pixel metrics are read from, computed once per
+   scored frame by :class:`Scorer` (:attr:`ScoredFrame.anomaly_map`).
+
+:class:`Scorer` joins them and serves evaluation, detection on files and live streams and
+threshold calibration.
 
 The first and last ``(T-1)/2`` frames of a video have no full window: their score is NaN.
 The encoder sees frames one at a time, so each frame's encoder outputs are computed once and
@@ -22,6 +31,7 @@ from typing import Any, Generic, TypeVar
 import numpy as np
 import torch
 import torch.nn.functional as F
+from einops import rearrange
 from torch import nn
 
 from .config import ScoreConfig
@@ -90,6 +100,47 @@ def frame_scores(error: torch.Tensor, score: ScoreConfig) -> torch.Tensor:
     return worst_patches(error, score)[0]
 
 
+# ---------------------------------------------------------------------- the error maps
+def window_errors(model: nn.Module, frames: torch.Tensor, stride: int = 1, flip: bool = False
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Error maps and reconstructions of the T-frame windows of ``frames`` that start every
+    ``stride`` frames: ``((B, H, W) error e(X_t, f(X)), (B, C, H, W) reconstruction f(X))``.
+
+    ``frames``: ``(N, C, H, W)`` float in [0, 1] on the model's device. ``stride=1``: the
+    overlapping windows of consecutive frames, ``B = N - T + 1`` (each frame is encoded once and
+    its encoder outputs are shared by the T windows that contain it, docs/method.md §3);
+    ``stride=T``: ``B = N / T`` separate clips laid end to end (:func:`clip_errors`). The model
+    should be in eval mode. With ``flip`` (beyond the paper, docs/method.md §9.29) the error is
+    the mean of the maps of the frames and of their mirror images (mirrored back); the
+    reconstruction stays that of the frames as given.
+    """
+    error, recon = _window_errors(model, frames, stride)
+    if flip:
+        mirrored, _ = _window_errors(model, frames.flip(-1), stride)
+        error = (error + mirrored.flip(-1)) / 2
+    return error, recon
+
+
+def _window_errors(model: nn.Module, frames: torch.Tensor, stride: int) -> tuple[torch.Tensor, torch.Tensor]:
+    T = int(model.frames)
+    if (frames.shape[0] - T) % stride:
+        raise ValueError(f"{frames.shape[0]} frames do not split into windows of {T} every {stride}")
+
+    def nth(x: torch.Tensor, k: int) -> torch.Tensor:  # frame k of every window; ends counted from the
+        return x[k:(k - T + 1) or None:stride]          # back, so a traced export keeps B dynamic
+
+    feats = model.encode_frames(frames)                                          # per level (N, ch, h, w)
+    windows = [torch.stack([nth(f, k) for k in range(T)], dim=2) for f in feats]  # (B, ch, T, h, w)
+    recon = model.decode_windows(windows)                                        # (B, C, H, W)
+    return pixel_error(nth(frames, T // 2), recon), recon
+
+
+def clip_errors(model: nn.Module, clips: torch.Tensor, flip: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`window_errors` of separate clips ``(B, C, T, H, W)``: ``((B, H, W), (B, C, H, W))``."""
+    frames = rearrange(clips, "b c t h w -> (b t) c h w")           # (B*T, C, H, W), clips end to end
+    return window_errors(model, frames, stride=clips.shape[2], flip=flip)
+
+
 # ---------------------------------------------------------------------- the sliding window
 @dataclass
 class WindowBatch(Generic[Item]):
@@ -152,6 +203,9 @@ class ScoredFrame:
     """The worst patch ``(x, y, w, h)`` in error-map pixels; None for edge frames."""
     item: Any
     """What the stream gave for this frame (e.g. the source image)."""
+    anomaly_map: torch.Tensor | None = None
+    """``(H, W)`` float32 :func:`anomaly_map` of :attr:`error`; None for edge frames and when the
+    stream was asked for scores only (``maps=False``)."""
 
 
 class Scorer:
@@ -172,11 +226,12 @@ class Scorer:
         return int(self.model.frames)
 
     def stream(self, items: Iterable[Any], prepare: Callable[[Any, int], np.ndarray] | None = None,
-               batch_size: int | None = None) -> Iterator[ScoredFrame]:
+               batch_size: int | None = None, maps: bool = True) -> Iterator[ScoredFrame]:
         """A :class:`ScoredFrame` per item, in order, as soon as its window is complete.
 
         ``prepare(item, index)`` turns an item into a ``(H, W, C)`` uint8 frame in the model's
-        spec (default: the item is one already).
+        spec (default: the item is one already). ``maps``: also compute each scored frame's
+        :func:`anomaly_map` (once, for the whole batch).
         """
         prepare = prepare or (lambda item, index: item)
         prepared = ((prepare(item, i), item) for i, item in enumerate(items))
@@ -189,51 +244,39 @@ class Scorer:
                     continue
                 error = self.errors(np.stack([frame for frame, _ in part.items]))       # (count, H, W)
                 scores, boxes = worst_patches(error, self.cfg)
+                heat = anomaly_map(error, self.cfg) if maps else None                     # (count, H, W)
                 h = self.frames // 2
                 for k in range(part.count):
                     yield ScoredFrame(part.start + k, float(scores[k]), error[k], tuple(int(v) for v in boxes[k]),
-                                      part.items[k + h][1])
+                                      part.items[k + h][1], None if heat is None else heat[k])
         finally:
             self.model.train(was_training)
 
     @torch.inference_mode()
     def errors(self, frames: np.ndarray) -> torch.Tensor:
-        """Error maps ``(N - T + 1, H, W)`` of every full window of consecutive uint8 frames
-        ``(N, H, W, C)``; the encoder runs once per frame. With ``score.flip`` (beyond the
-        paper), the mean of the maps of the frames and of their mirror images (mirrored back)."""
-        error = self._errors(frames)
-        if self.cfg.flip:
-            mirrored = self._errors(np.ascontiguousarray(np.asarray(frames)[:, :, ::-1]))
-            error = (error + mirrored.flip(-1)) / 2
-        return error
-
-    def _errors(self, frames: np.ndarray) -> torch.Tensor:
-        T = self.frames
-        count = len(frames) - T + 1
+        """Error maps ``(N - T + 1, H, W)`` (on the CPU) of every full window of consecutive
+        uint8 frames ``(N, H, W, C)``: :func:`window_errors`, with ``score.flip``."""
         x = to_tensor(frames).to(_device(self.model))                 # (N, C, H, W)
-        feats = self.model.encode_frames(x)                           # per level (N, ch, h, w)
-        windows = [torch.stack([f[k:k + count] for k in range(T)], dim=2) for f in feats]  # (count, ch, T, h, w)
-        recon = self.model.decode_windows(windows)                    # (count, C, H, W)
-        return pixel_error(x[T // 2: T // 2 + count], recon).cpu()   # (count, H, W)
+        return window_errors(self.model, x, 1, self.cfg.flip)[0].cpu()
 
     def score_video(self, frames: np.ndarray) -> np.ndarray:
         """Scores ``(N,)`` float64 of uint8 frames ``(N, H, W, C)``; NaN for the edge frames."""
-        return np.array([r.score for r in self.stream(frames)], dtype=np.float64)
+        return np.array([r.score for r in self.stream(frames, maps=False)], dtype=np.float64)
 
 
-def calibrate_thresholds(scorer: Scorer, videos: Sequence[np.ndarray], max_frames: int = 600) -> dict:
-    """The detection thresholds of a model from normal frames: up to ``max_frames`` frames, the
-    first of each video in ``videos`` (uint8 ``(N, H, W, C)``). ``value``: the
+def calibrate_thresholds(scorer: Scorer, videos: Sequence[np.ndarray]) -> dict:
+    """The detection thresholds of a model from normal frames: up to ``score.threshold_frames``
+    frames, the first of each video in ``videos`` (uint8 ``(N, H, W, C)``). ``value``: the
     ``score.threshold_percentile`` of their frame scores; ``region``: that of the maxima of
     their anomaly maps (a pixel above it belongs to an anomalous region)."""
     sc = scorer.cfg
-    per_video = max(scorer.frames + 1, max_frames // max(len(videos), 1))
+    per_video = max(scorer.frames + 1, sc.threshold_frames // max(len(videos), 1))
     scores, peaks = [], []
     for frames in videos:
         for r in scorer.stream(np.asarray(frames[:per_video])):
-            if r.error is not None:
+            if r.anomaly_map is not None:
                 scores.append(r.score)
-                peaks.append(float(anomaly_map(r.error[None], sc).max()))
+                peaks.append(float(r.anomaly_map.max()))
     if not scores:
         return {"value": None, "region": None, "percentile": sc.threshold_percentile, "frames": 0}
     return {"value": float(np.percentile(scores, sc.threshold_percentile)),
@@ -249,8 +292,9 @@ def score_video(model: nn.Module, frames: np.ndarray, score: ScoreConfig, batch_
 
 @torch.inference_mode()
 def score_video_naive(model: nn.Module, frames: np.ndarray, score: ScoreConfig, batch_size: int = 16) -> np.ndarray:
-    """The straightforward way: every window through the full model (no encoder reuse, no
-    streaming). The reference that tests and benchmarks hold :class:`Scorer` against."""
+    """The straightforward way: every window as a separate clip (the encoder runs T times per
+    frame, no streaming), through the same :func:`window_errors`. The reference that tests and
+    benchmarks hold :class:`Scorer`'s sliding windows and encoder reuse against."""
     was_training = model.training
     model.eval()
     h = model.frames // 2
@@ -258,8 +302,9 @@ def score_video_naive(model: nn.Module, frames: np.ndarray, score: ScoreConfig, 
     x = to_tensor(frames).to(_device(model))
     for start in range(h, len(frames) - h, batch_size):
         centres = np.arange(start, min(start + batch_size, len(frames) - h))
-        clips = torch.stack([x[c - h:c + h + 1] for c in centres]).permute(0, 2, 1, 3, 4)  # (B, C, T, H, W)
-        scores[centres] = frame_scores(pixel_error(x[centres], model(clips)), score).cpu().numpy()
+        clips = torch.cat([x[c - h:c + h + 1] for c in centres])                   # (B*T, C, H, W), end to end
+        error, _ = window_errors(model, clips, stride=model.frames, flip=score.flip)
+        scores[centres] = frame_scores(error, score).cpu().numpy()
     model.train(was_training)
     return scores
 

@@ -33,8 +33,8 @@ from .config import Config, EventRules
 from .data.frames import FrameSpec, convert_frame
 from .data.video import DEFAULT_FPS, VideoSource
 from .errors import UserError
-from .localisation import Region, link_tracks, regions_from_map
-from .score import ScoredFrame, Scorer, anomaly_map
+from .regions import Region, link_tracks, regions_from_map
+from .score import ScoredFrame, Scorer
 
 
 # ====================================================================== results and events
@@ -57,7 +57,7 @@ class FrameResult:
     image: np.ndarray = field(repr=False)
     """The frame as the source gave it (BGR or grey at the source's size, or as passed in)."""
     regions: list[Region] = field(default_factory=list)
-    """Anomalous regions: connected components of the anomaly map (:func:`ddlvad.score.anomaly_map`)
+    """Anomalous regions: connected components of the frame's anomaly map (:attr:`ddlvad.score.ScoredFrame.anomaly_map`)
     above the run's region threshold, as boxes ``(x1, y1, x2, y2)`` (x2, y2 exclusive) in
     error-map pixels with the largest patch mean inside as score; empty for normal frames."""
 
@@ -88,7 +88,7 @@ class Event:
     peak_regions: list[list[float]] = field(default_factory=list)
     """The regions of the peak frame, each ``[x1, y1, x2, y2, score]``."""
     tracks: list[list[list[float]]] = field(default_factory=list)
-    """The regions linked over the event's frames by overlap (:func:`ddlvad.localisation.link_tracks`):
+    """The regions linked over the event's frames by overlap (:func:`ddlvad.regions.link_tracks`):
     per track its ``[frame, x1, y1, x2, y2]`` rows, longest track first."""
 
     @property
@@ -185,7 +185,7 @@ class AnomalyDetector:
         """The model of a run folder (or checkpoint file); ``threshold`` overrides the one
         stored by training (``checkpoint["threshold"]["value"]``)."""
         from .checkpoint import load_model
-        from .layout import choose as choose_layout
+        from .conv_layout import choose as choose_layout
         from .models import apply_layout
 
         model, cfg, ckpt = load_model(run)
@@ -267,7 +267,7 @@ class AnomalyDetector:
         error = None if scored.error is None else scored.error.numpy().copy()
         anomalous = self.threshold is not None and math.isfinite(scored.score) and scored.score > self.threshold
         regions = []
-        if scored.error is not None and self.region_threshold is not None:
-            regions = regions_from_map(anomaly_map(scored.error[None], self.cfg.score)[0].numpy(), self.region_threshold)
+        if scored.anomaly_map is not None and self.region_threshold is not None:
+            regions = regions_from_map(scored.anomaly_map.numpy(), self.region_threshold)
         return FrameResult(scored.index, scored.index / fps, scored.score, anomalous, error, scored.box, scored.item,
                            regions)

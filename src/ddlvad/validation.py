@@ -11,6 +11,8 @@ signal measured on them, and the rule that stops training when the signal levels
   sees the same pseudo anomalies. ``train.val_metric`` names the one that decides.
 - :class:`Plateau` says when the signal has not improved by ``train.min_improvement`` for
   ``train.patience`` validations.
+- :class:`KeptModel` chooses, by the signal, the model a run keeps and the file it lives in
+  (``best.pt``; ``best-start.pt`` for the start size of a growing run, docs/method.md §9.33).
 
 How well each signal predicts the test AUC was measured (bench/RESULTS.md, "Validation
 signal"); docs/method.md §9 says which is the default and why.
@@ -20,17 +22,18 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 from sklearn.metrics import roc_auc_score
 from torch import nn
 
-from .config import Config
+from .checkpoint import BEST, START_BEST
+from .config import Config, TrainConfig
 from .data.clips import TrainingData, WindowIndex, gather_clips
-from .loss import pixel_error
-from .pseudo_anomaly import blend, object_masks, random_masks, uniform_noise
-from .score import frame_scores
+from .pseudo_anomaly import PseudoAnomaly, PseudoAnomalyGenerator
+from .score import clip_errors, frame_scores
 
 
 def hold_out(data: TrainingData, fraction: float, window: int) -> tuple[TrainingData, TrainingData]:
@@ -72,13 +75,10 @@ class Validator:
         count = min(t.val_windows, len(self.index))
         self.windows = np.unique(np.linspace(0, len(self.index) - 1, count).round().astype(np.int64))
         rngs = [np.random.default_rng([t.seed, 2, int(w)]) for w in self.windows]
-        masks = object_masks(held.tracks, self.index, self.windows, d.height, d.width, rngs)
-        empty = masks.flatten(1).sum(1) == 0
-        if empty.any():  # a window without a tracked object: a random box
-            masks[empty] = random_masks(d.frames, d.height, d.width, [r for r, e in zip(rngs, empty) if e])
-        self.masks = masks.bool()                                                  # (n, 1, T, H, W)
-        self.noise = uniform_noise((len(self.windows), d.channels, d.frames, d.height, d.width), rngs,
-                                   cfg.ddl.noise_block)
+        self.generator = PseudoAnomalyGenerator.for_validation(cfg, held.tracks, self.index)
+        anomaly = self.generator.fixed(self.windows, rngs, (len(self.windows), d.channels, d.frames, d.height, d.width))
+        self.masks = anomaly.mask.bool()                                           # (n, 1, T, H, W)
+        self.noise = anomaly.noise                                                 # (n, C, T, H, W)
 
     def __len__(self) -> int:
         return len(self.windows)
@@ -90,16 +90,16 @@ class Validator:
         was_training = model.training
         model.eval()
         device = next(model.parameters()).device
-        t = self.cfg.data.frames // 2
         weight = torch.tensor(self.cfg.train.val_weight if weight is None else weight)
         clean, noised, errors = [], [], []
         step = self.cfg.score.batch_size
         for i in range(0, len(self.windows), step):
             part = slice(i, i + step)
             clip = gather_clips(self.held.frames, self.index, self.windows[part])          # (b, C, T, H, W)
-            anomalous = blend(clip, self.masks[part].float(), weight, self.noise[part])    # Eqs. 1-2
-            error = pixel_error(clip[:, :, t], model(clip.to(device)).cpu())               # (b, H, W)
-            error_a = pixel_error(anomalous[:, :, t], model(anomalous.to(device)).cpu())
+            anomaly = PseudoAnomaly(self.masks[part].float(), self.noise[part])
+            anomalous = self.generator(clip, anomaly, weight)                              # Eqs. 1-2, fixed s
+            error = clip_errors(model, clip.to(device))[0].cpu()                          # (b, H, W)
+            error_a = clip_errors(model, anomalous.to(device))[0].cpu()
             errors.append(error.mean((1, 2)))
             clean.append(frame_scores(error, self.cfg.score))
             noised.append(frame_scores(error_a, self.cfg.score))
@@ -162,3 +162,79 @@ class Plateau:
 
     def state(self) -> dict:
         return asdict(self)
+
+
+class KeptModel:
+    """Which model a run keeps, and in which file (docs/method.md §9.27, §9.33).
+
+    Each validation offers the signal of the network as it is (:meth:`offer`); the trainer
+    saves a new best to :attr:`file`: ``best.pt``, or ``best-start.pt`` while a growing run
+    (``train.start_scale``) still trains at its start size, so that each size's best has its own
+    file. When the frames grow (:meth:`grow`) the start size's best is set aside, and at the end
+    it is kept (:meth:`keeps_start`) if no full-size model beat its signal. The :class:`Plateau`
+    of the signal also tells the trainer when training has levelled off.
+    """
+
+    def __init__(self, train: TrainConfig, run_dir: str | Path, growing: bool = False):
+        self.train = train
+        self.run_dir = Path(run_dir)
+        self.growing = growing
+        """The models offered now are at the start size of a growing run."""
+        self.plateau = self.new_plateau()
+        self.start_best: dict | None = None
+        """``{"signal", "step"}`` of the start size's best model (``best-start.pt``), set aside
+        when the frames grew; None without one (no growth yet, no validation, or no signal above
+        the floor)."""
+
+    def new_plateau(self) -> Plateau:
+        t = self.train
+        return Plateau(t.patience, t.min_improvement, t.val_floor if t.val_metric == "auc" else None)
+
+    @property
+    def file(self) -> Path:
+        """Where a new best model goes now."""
+        return self.run_dir / (START_BEST if self.growing else BEST)
+
+    def offer(self, signal: float, step: int) -> bool:
+        """The signal of the model at ``step``; True when it is the best so far (save it to :attr:`file`)."""
+        return self.plateau.update(signal, step)
+
+    def grow(self, fresh: bool = True, keep_start: bool = True, main: bool = True) -> None:
+        """The frames grew to the full size. ``fresh``: the patience and best value count afresh
+        (the first full-size validation becomes ``best.pt``), and the start size's best, if its
+        signal rose above the floor and ``keep_start`` allows it, is remembered (else its file is
+        removed, by the ``main`` process). ``fresh=False``: a resumed run that had already grown,
+        or one ending without having grown."""
+        if fresh and self.plateau.learned and keep_start:
+            self.start_best = {"signal": self.plateau.best, "step": self.plateau.best_step}
+        elif fresh and main:  # a start-size model that cannot be kept: no file for it
+            (self.run_dir / START_BEST).unlink(missing_ok=True)
+        self.growing = False
+        if fresh:
+            self.plateau = self.new_plateau()
+
+    def keeps_start(self) -> bool:
+        """At the end: the start size's best is kept (no full-size model beat its signal)."""
+        return self.start_best is not None and (self.plateau.best is None or self.start_best["signal"] > self.plateau.best)
+
+    def kept_file(self, never_grew: bool) -> Path:
+        """The file of the model kept at the end (``never_grew``: the run ended at its start size)."""
+        return self.run_dir / (START_BEST if never_grew or self.keeps_start() else BEST)
+
+    def best(self) -> dict:
+        """``{"signal", "step"}`` of the kept model."""
+        return self.start_best if self.keeps_start() else {"signal": self.plateau.best, "step": self.plateau.best_step}
+
+    @property
+    def learned(self) -> bool:
+        """Some kept candidate's signal rose above the floor."""
+        return self.plateau.learned or self.keeps_start()
+
+    def state(self) -> dict:
+        return {"plateau": self.plateau.state(), "start_best": self.start_best}
+
+    def load_state(self, ckpt: dict) -> None:
+        """Restore from a checkpoint (the floor stays the config's)."""
+        if ckpt.get("plateau"):
+            self.plateau = Plateau(**{**ckpt["plateau"], "floor": self.plateau.floor})
+        self.start_best = ckpt.get("start_best")

@@ -10,19 +10,18 @@ from tqdm import tqdm
 
 from .. import distributed
 from ..checkpoint import load_model, model_file
-from ..config import Config
+from ..config import Config, LocalisationProtocol, get_protocol
+from ..conv_layout import choose as choose_layout
 from ..data.frames import FrameSpec, FrameStore
 from ..data.labels import load_pixel_masks
 from ..data.layouts import DatasetIndex, VideoRecord, index_dataset
 from ..errors import UserError
-from ..evaluate import evaluate as compute
-from ..evaluate import get_protocol
-from ..layout import choose as choose_layout
 from ..localisation import MapEvaluation
+from ..metrics import frame_metrics
 from ..models import apply_layout
 from ..report import write_evaluation
 from ..runs import convergence_warning, evaluation_dir
-from ..score import Scorer, anomaly_map
+from ..score import Scorer
 from . import Log, silent, to_stderr
 
 
@@ -65,17 +64,9 @@ def _score_with_maps(scorer: Scorer, record: VideoRecord, frames: np.ndarray, ma
     scores = []
     for r in scorer.stream(frames):
         scores.append(r.score)
-        if r.error is not None:  # edge frames are dropped, masks with them
-            maps.add(record.video_id, anomaly_map(r.error[None], scorer.cfg)[0].numpy(), masks[r.index])
+        if r.anomaly_map is not None:  # edge frames are dropped, masks with them
+            maps.add(record.video_id, r.anomaly_map.numpy(), masks[r.index])
     return np.array(scores, dtype=np.float64)
-
-
-def map_levels(threshold: dict | None, fallback: float) -> list[float]:
-    """Thresholds of the anomaly map at which regions are extracted for RBDC/TBDC: the run's
-    region threshold (else its frame threshold, else ``fallback``) times 2^(k/4), k = -12..12
-    (an eighth of it to eight times it)."""
-    base = (threshold or {}).get("region") or (threshold or {}).get("value") or fallback
-    return [float(base) * 2 ** (k / 4) for k in range(-12, 13)]
 
 
 LOCALISATION_PROTOCOL = {
@@ -132,12 +123,13 @@ def evaluate(run: str | Path, root: str | Path, *, dataset: str | None = None, s
     index = index_dataset(root, cfg.data.dataset, cfg.data.scene, splits=("testing",))
     maps = None
     if localisation and any(r.masks is not None for r in index.testing):
-        maps = MapEvaluation(map_levels(ckpt.get("threshold"), fallback=0.05))
+        protocol = LocalisationProtocol()
+        maps = MapEvaluation(protocol.levels(ckpt.get("threshold")), protocol)
     t0 = time.perf_counter()
     scores = score_split(Scorer(model, cfg.score), cfg, index, progress, maps)
     seconds = time.perf_counter() - t0
     videos = {r.video_id: (scores[r.video_id], r.labels) for r in index.testing}
-    report = compute(videos, proto)
+    report = frame_metrics(videos, proto)
     if maps is not None:
         report["localisation"] = {**maps.result([r.video_id for r in index.testing]),
                                   "protocol": LOCALISATION_PROTOCOL}

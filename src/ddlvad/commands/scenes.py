@@ -18,12 +18,11 @@ from pathlib import Path
 
 from .. import distributed
 from ..checkpoint import CHECKPOINT
-from ..config import Config
+from ..config import Config, get_protocol
 from ..data.layouts import DatasetIndex, index_dataset
 from ..errors import UserError
-from ..evaluate import aggregate_scenes, get_protocol
-from ..evaluate import evaluate as compute
 from ..files import atomic_write, writable_dir
+from ..metrics import aggregate_scenes, frame_metrics
 from ..report import write_scene_report
 from ..runs import SCENE_RUN, scene_runs
 from . import Log, silent, to_stderr
@@ -181,7 +180,7 @@ def evaluate_scenes(folder: str | Path, root: str | Path, *, protocol: str = "pa
     """Evaluate each ``folder/scene-S`` run on scene S's test videos (its report in
     ``scene-S/eval``) and write ``folder/eval/report.json``: per-scene AUCs, their median
     (the paper's ShanghaiTech figure) and mean, and the micro AUC pooled over every scene's
-    frames (:func:`ddlvad.evaluate.aggregate_scenes`). Scene folders without a checkpoint are
+    frames (:func:`ddlvad.metrics.aggregate_scenes`). Scene folders without a checkpoint are
     listed under ``missing``; scenes without test videos under ``not_evaluated``."""
     folder = Path(folder)
     if not distributed.is_main():
@@ -209,7 +208,7 @@ def evaluate_scenes(folder: str | Path, root: str | Path, *, protocol: str = "pa
     proto = get_protocol(protocol, **{"patch": first["patch"], "shifted_grid": first["shifted_grid"],
                                       "flip": first["flip"], "scale": first.get("scale", 1.0),
                                       **(protocol_overrides or {})})
-    union = compute(videos, proto)
+    union = frame_metrics(videos, proto)
     report = aggregate_scenes(reports, union["auc_micro"])
     report.update({
         "auc_macro_pooled": union["auc_macro"], "frames_scored": union["frames_scored"],

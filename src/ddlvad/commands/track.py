@@ -17,6 +17,7 @@ def track(cfg: Config, root: str | Path, split: str = "training", *, import_json
     """Track (or import, ``import_json``) the objects of ``split`` (``training``, ``testing`` or
     ``all``) of ``root`` into the cache; with ``preview``, write montages there. Returns
     ``split -> tracks file``."""
+    cfg.validate()
     splits = SPLITS[split]
     index = index_dataset(root, cfg.data.dataset, cfg.data.scene, splits=splits)
     written = {}

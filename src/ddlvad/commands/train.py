@@ -6,11 +6,12 @@ from pathlib import Path
 
 from .. import distributed
 from ..config import Config
+from ..data.clips import TrainingData
 from ..data.frames import FrameSpec, FrameStore
 from ..data.layouts import index_dataset
 from ..objects.dataset import training_tracks
 from ..runs import convergence_warning, prepare_run_dir
-from ..train import Trainer, TrainingData, check_global_batch
+from ..trainer import Trainer, check_global_batch
 from . import Log, silent, to_stderr
 
 

@@ -8,7 +8,7 @@ O(N) in the number of frames (the reference code's ``list.index`` made it O(N^2)
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -77,3 +77,13 @@ def gather_clips(arrays: Sequence[np.ndarray], index: WindowIndex, windows: np.n
                         for w in windows])                      # (B, T, H, W, C) uint8
     clip = torch.from_numpy(stacked).permute(0, 4, 1, 2, 3)   # (B, C, T, H, W)
     return clip.float().div_(255.0).contiguous()
+
+
+def recalibration_batches(arrays: Sequence[np.ndarray], index: WindowIndex, count: int, batch_size: int, seed: int
+                          ) -> Iterator[torch.Tensor]:
+    """Batches of ``batch_size`` clips ``(B, C, T, H, W)`` of ``count`` normal windows (at most all of
+    them) drawn without replacement as a fixed function of ``seed``: what BatchNorm statistics are
+    re-estimated on (:func:`ddlvad.models.recalibrate_batchnorm`), the same after a resume."""
+    count = min(count, len(index))
+    windows = np.random.default_rng([seed, 0xB4]).choice(len(index), count, replace=False) if count else []
+    return (gather_clips(arrays, index, windows[i:i + batch_size]) for i in range(0, count, batch_size))

@@ -112,10 +112,10 @@ class DatasetIndex:
 # ================================================================ detection
 def detect_dataset(root: str | Path) -> str:
     """Name the dataset stored at ``root`` (one of :data:`DATASETS`); see the module docstring."""
-    return _detect(_existing_root(root))[0]
+    return _detect_layout(_existing_root(root))[0]
 
 
-def _detect(root: Path) -> tuple[str, str]:
+def _detect_layout(root: Path) -> tuple[str, str]:
     """``(dataset, layout)`` of an existing root."""
     ucsd = _ucsd_folder(root)
     if ucsd is not None:
@@ -191,7 +191,7 @@ def index_dataset(root: str | Path, dataset: str | None = None, scene: str | Non
             raise UserError(f"unknown split {split!r}: choose from {', '.join(SPLITS)}")
     if dataset is not None and dataset not in DATASETS:
         raise UserError(f"unknown dataset {dataset!r} (--dataset): choose one of {', '.join(DATASETS)}")
-    detected, layout = _detect(root) if dataset is None else _layout_for(root, dataset)
+    detected, layout = _detect_layout(root) if dataset is None else _layout_for(root, dataset)
     dataset = dataset or detected
     builder = {
         "ucsd-release": _index_ucsd,

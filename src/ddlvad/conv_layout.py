@@ -25,16 +25,16 @@ from .config import Config, scaled_size
 from .data.frames import default_cache_dir
 from .files import atomic_write
 from .machine import machine_info
-from .models import Layout, apply_layout, build_model
+from .models import ConvLayout, apply_layout, build_model
 
-CANDIDATES = (Layout(False, True), Layout(True, True), Layout(True, False))
+CANDIDATES = (ConvLayout(False, True), ConvLayout(True, True), ConvLayout(True, False))
 """NCHW with the fold (never slower than NCHW without it), NHWC with and without the fold."""
 PURPOSES = ("train", "score")
-_MEMO: dict[str, Layout] = {}
+_MEMO: dict[str, ConvLayout] = {}
 
 
 def choose(cfg: Config, purpose: str, device: torch.device | None = None, cache_dir: str | Path | None = None,
-           rounds: int = 2) -> Layout:
+           rounds: int = 2) -> ConvLayout:
     """The layout to ``train`` or ``score`` ``cfg``'s model in on this machine (see the module doc)."""
     m = cfg.model
     options = [c for c in CANDIDATES if m.channels_last in (None, c.channels_last)
@@ -42,14 +42,14 @@ def choose(cfg: Config, purpose: str, device: torch.device | None = None, cache_
     if len(options) == 1:
         return options[0]
     if not options:  # NCHW without the fold, asked for explicitly
-        return Layout(bool(m.channels_last), bool(m.fold_projection))
+        return ConvLayout(bool(m.channels_last), bool(m.fold_projection))
     device = device or torch.device("cpu")
     key = probe_key(cfg, purpose, device, options)
     path = default_cache_dir(cache_dir if cache_dir is not None else cfg.data.cache_dir) / "layout-probe.json"
     if key not in _MEMO:
         known = _read(path)
         if key in known:
-            _MEMO[key] = Layout(**known[key]["layout"])
+            _MEMO[key] = ConvLayout(**known[key]["layout"])
         else:
             seconds = probe(cfg, purpose, options, device, rounds)
             best = min(options, key=lambda c: seconds[c])
@@ -64,8 +64,8 @@ def choose(cfg: Config, purpose: str, device: torch.device | None = None, cache_
     return _MEMO[key]
 
 
-def probe(cfg: Config, purpose: str, options: list[Layout], device: torch.device, rounds: int = 2
-          ) -> dict[Layout, float]:
+def probe(cfg: Config, purpose: str, options: list[ConvLayout], device: torch.device, rounds: int = 2
+          ) -> dict[ConvLayout, float]:
     """Seconds of one timed step per layout (the fastest of ``rounds`` alternating rounds,
     after one warm-up each): training = forward of a clip and of a noised clip plus backward
     on a batch of :func:`probe_batch` windows; scoring = one :class:`ddlvad.score.Scorer` pass
@@ -124,7 +124,7 @@ def probe_batch(cfg: Config, purpose: str) -> int:
     return max(1, min(cfg.train.batch_size if purpose == "train" else cfg.score.batch_size, cap))
 
 
-def probe_key(cfg: Config, purpose: str, device: torch.device, options: list[Layout]) -> str:
+def probe_key(cfg: Config, purpose: str, device: torch.device, options: list[ConvLayout]) -> str:
     """What the probe's answer depends on: the machine, the model's shape, the purpose and the candidates."""
     if purpose not in PURPOSES:
         raise ValueError(f"purpose {purpose!r}: one of {PURPOSES}")
@@ -151,7 +151,7 @@ def _read(path: Path) -> dict:
         return {}
 
 
-def _name(layout: Layout) -> str:
+def _name(layout: ConvLayout) -> str:
     return f"{'nhwc' if layout.channels_last else 'nchw'}{'' if layout.fold else '-unfolded'}"
 
 

@@ -2,7 +2,8 @@
 
 The exported :class:`ScoringModule` maps a batch of clips to the reconstruction, the error
 map and the frame score of each clip's middle frame (the same computation as
-:mod:`ddlvad.score`, through the same :func:`ddlvad.score.frame_scores`):
+:mod:`ddlvad.score`, through the same :func:`ddlvad.score.window_errors` and
+:func:`ddlvad.score.frame_scores`):
 
 - input ``clip``: ``(B, C, T, H, W)`` float32 in [0, 1] (RGB or grey, resized as in
   training; B is dynamic, C, T, H, W are the run's);
@@ -28,8 +29,7 @@ from . import __version__
 from .config import Config, ScoreConfig
 from .data.frames import FrameSpec
 from .errors import UserError
-from .loss import pixel_error
-from .score import frame_scores
+from .score import clip_errors, frame_scores
 
 FORMATS = ("onnx", "torchscript")
 OPSET = 17
@@ -46,11 +46,7 @@ class ScoringModule(nn.Module):
         self.score = score
 
     def forward(self, clip: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        recon = self.model(clip)                                        # (B, C, H, W)
-        error = pixel_error(clip[:, :, clip.shape[2] // 2], recon)      # (B, H, W)
-        if self.score.flip:  # docs/method.md §9.29: mean with the mirrored clip's map, mirrored back
-            mirrored = clip.flip(-1)
-            error = (error + pixel_error(mirrored[:, :, clip.shape[2] // 2], self.model(mirrored)).flip(-1)) / 2
+        error, recon = clip_errors(self.model, clip, self.score.flip)   # (B, H, W), (B, C, H, W)
         return recon, error, frame_scores(error, self.score)
 
 

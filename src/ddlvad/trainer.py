@@ -23,32 +23,28 @@ import json
 import math
 import signal
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn, update_bn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
 from . import __version__, distributed
-from .checkpoint import BEST, CHECKPOINT, START_BEST, load_checkpoint, save_atomic
+from .checkpoint import BEST, CHECKPOINT, check_resume, load_checkpoint, save_atomic, truncate_log
 from .config import Config
-from .data.clips import TrainingData, WindowIndex, epoch_order, gather_clips
+from .conv_layout import choose as choose_layout
+from .data.clips import TrainingData, WindowIndex, epoch_order, gather_clips, recalibration_batches
 from .errors import UserError
 from .files import atomic_write
-from .layout import choose as choose_layout
 from .loss import ddl_loss
 from .machine import machine_info
-from .models import Layout, apply_layout, build_model
+from .models import ConvLayout, apply_layout, build_model, recalibrate_batchnorm, recalibrated
 from .pseudo_anomaly import PseudoAnomaly, PseudoAnomalyGenerator, window_rngs
 from .score import Scorer, calibrate_thresholds
-from .validation import Plateau, Validator, hold_out, signal_value
-
-FREE_ON_RESUME = {"train.steps", "train.epochs", "train.minutes", "train.threads", "train.log_every",
-                  "train.checkpoint_every", "train.snapshot_every", "data.cache_dir"}
-"""Settings that may change when a run is resumed (they do not change what is computed)."""
+from .validation import KeptModel, Validator, hold_out, signal_value
 
 
 class TrainingInterrupted(Exception):
@@ -80,11 +76,12 @@ class Trainer:
 
     Inside a torchrun process group (:mod:`ddlvad.distributed`) it trains with
     DistributedDataParallel: ``train.batch_size`` is the global batch and must be divisible
-    by the number of processes.
+    by the number of processes. ``cfg`` must be validated (:meth:`Config.validate`: the
+    commands do it once, at their boundary).
     """
 
     def __init__(self, cfg: Config, data: TrainingData, run_dir: str | Path, progress: bool = True):
-        self.cfg = cfg.validate()
+        self.cfg = cfg
         self.data = data
         self.run_dir = Path(run_dir)
         self.progress = progress
@@ -103,10 +100,6 @@ class Trainer:
         start = cfg.at_start()
         self.full: tuple[TrainingData, Validator | None] | None = None
         """The full-size data and validator that :meth:`grow` switches to; None once grown (or never small)."""
-        self.start_best: dict | None = None
-        """``{"signal", "step"}`` of the start size's best model (``best-start.pt``), set aside
-        when the frames grew; None without one (no growth yet, no validation, or no signal above
-        the floor)."""
         if start is not cfg:
             if data.start_frames is None:
                 raise ValueError("train.start_scale < 1: the TrainingData needs start_frames")
@@ -127,9 +120,9 @@ class Trainer:
 
         # the same layout on every rank (DDP's gradient buckets assume it); the probe runs before seeding,
         # at the size most steps train at (the start size with train.start_scale)
-        self.layout = distributed.run_on_main(choose_layout, start, "train", self.device)
+        self.conv_layout = distributed.run_on_main(choose_layout, start, "train", self.device)
         torch.manual_seed(t.seed)
-        self.model = build_model(cfg, self.layout).to(self.device)
+        self.model = build_model(cfg, self.conv_layout).to(self.device)
         self.generator = PseudoAnomalyGenerator(start, data.tracks, self.index, self.data.frames).to(self.device)
         self.weight = self.generator.weight
         # the moving average of the weights (before sync BatchNorm: its copy keeps plain BatchNorm)
@@ -144,7 +137,7 @@ class Trainer:
         self.optimizer = torch.optim.Adam(groups)
         self.base_lrs = [g["lr"] for g in groups]
         self.lr_dropped_at: int | None = None
-        self.plateau = self.new_plateau()
+        self.kept_model = KeptModel(t, self.run_dir, growing=self.full is not None)
         self.stopped: str | None = None
         self.validated_at: int | None = None
         self.step = 0
@@ -163,28 +156,17 @@ class Trainer:
             self.engine = torch.compile(self.engine)
         self.autocast = dict(device_type=self.device.type, dtype=torch.bfloat16, enabled=t.precision == "bf16")
 
-    def new_plateau(self) -> Plateau:
-        t = self.cfg.train
-        return Plateau(t.patience, t.min_improvement, t.val_floor if t.val_metric == "auc" else None)
-
     # ------------------------------------------------------------------ sizes
     def grow(self, fresh: bool = True) -> None:
         """From the start size to the full size (``train.start_scale``): training and held-out
         frames and the pseudo anomalies' size switch; weights, ``l`` and Adam's state stay.
-        ``fresh``: the validation's patience and best value count afresh (the first full-size
-        validation becomes ``best.pt``), and the start size's best model (``best-start.pt``),
-        if its signal rose above the floor, is remembered (else its file removed): :meth:`finish`
-        keeps it if no full-size model beats its signal (docs/method.md §9.33)."""
-        if fresh and self.plateau.learned and self.cfg.score.scale == 1:
-            self.start_best = {"signal": self.plateau.best, "step": self.plateau.best_step}
-        elif fresh and self.rank == 0:  # a start-size model that cannot be kept: no file for it
-            (self.run_dir / START_BEST).unlink(missing_ok=True)
+        ``fresh``: the kept-model choice starts afresh at the new size (:meth:`KeptModel.grow`;
+        a start-size model scores at its own size, so it can be kept only without ``score.scale``)."""
+        self.kept_model.grow(fresh, keep_start=self.cfg.score.scale == 1, main=self.rank == 0)
         self.data, self.validator = self.full
         self.full = None
         d = self.cfg.data
         self.generator.resize(d.height, d.width, self.data.frames)
-        if fresh:
-            self.plateau = self.new_plateau()
 
     def due_to_grow(self, step: int) -> bool:
         """Whether training step ``step`` is at the full size and the frames are still small:
@@ -291,10 +273,9 @@ class Trainer:
             "anomaly_weight": self.weight().item(),
             "optimizer": self.optimizer.state_dict(),
             "lr_dropped_at": self.lr_dropped_at,
-            "layout": {"channels_last": self.layout.channels_last, "fold": self.layout.fold},
+            "layout": {"channels_last": self.conv_layout.channels_last, "fold": self.conv_layout.fold},
             "average": None if self.average is None else self.average.state_dict(),
-            "plateau": self.plateau.state(),
-            "start_best": self.start_best,
+            **self.kept_model.state(),
             "validated_at": self.validated_at,
             "step": self.step,
             "skipped": self.skipped,
@@ -324,20 +305,16 @@ class Trainer:
         folder.mkdir(exist_ok=True)
         save_atomic(state, folder / f"step_{self.step:06d}.pt")
 
-    @contextlib.contextmanager
+    def normal_batches(self, count: int, data: TrainingData | None = None) -> Iterator[torch.Tensor]:
+        """``count`` normal training windows of ``data`` (default: the current frames), in batches, a fixed
+        function of the seed: what BatchNorm statistics are re-estimated on."""
+        t = self.cfg.train
+        return recalibration_batches((data or self.data).frames, self.index, count, t.batch_size, t.seed)
+
     def recalibrated(self, model: nn.Module, count: int):
-        """Within the block, ``model``'s BatchNorm statistics are re-estimated on ``count`` normal
-        training windows (:func:`recalibrate_batchnorm`); afterwards training's own come back."""
-        kept = [b.clone() for b in model.buffers()] if count else []
-        if count:
-            t = self.cfg.train
-            recalibrate_batchnorm(model, self.data.frames, self.index, count, t.batch_size, t.seed, self.device)
-        try:
-            yield model
-        finally:
-            with torch.no_grad():
-                for buffer, value in zip(model.buffers(), kept):
-                    buffer.copy_(value)
+        """A context in which ``model``'s BatchNorm statistics are re-estimated on ``count`` normal
+        training windows (:func:`ddlvad.models.recalibrated`); afterwards training's own come back."""
+        return recalibrated(model, self.normal_batches(count), self.device)
 
     # ------------------------------------------------------------------ validation
     def validate(self, log) -> dict:
@@ -347,11 +324,11 @@ class Trainer:
         with self.recalibrated(self.kept, min(t.bn_recalibration, 2 * t.val_windows)) as model:
             values = distributed.broadcast(self.validator(model))
             signal = signal_value(values, t.val_metric)
-            best = self.plateau.update(signal, self.step)
+            best = self.kept_model.offer(signal, self.step)
             if best and self.rank == 0:
                 self.save_best(model, {"validation": values})
         self.validated_at = self.step
-        row = {"step": self.step, **values, "signal": signal, "best": best, "stale": self.plateau.stale}
+        row = {"step": self.step, **values, "signal": signal, "best": best, "stale": self.kept_model.plateau.stale}
         if log is not None:
             log.write(json.dumps(row) + "\n")
             log.flush()
@@ -363,7 +340,7 @@ class Trainer:
         now, loadable like a checkpoint (no optimiser state)."""
         state = {k: v for k, v in self.state().items() if k not in ("optimizer", "average", "torch_rng", "start_best")}
         state["model"] = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        save_atomic({**state, **extra}, self.run_dir / (START_BEST if self.full is not None else BEST))
+        save_atomic({**state, **extra}, self.kept_model.file)
 
     def stop_reason(self) -> str | None:
         """Why training ends after this step (None: it goes on). A first plateau of the signal
@@ -373,26 +350,21 @@ class Trainer:
             return "steps"
         if t.minutes is not None and self.elapsed >= t.minutes * 60:
             return "minutes"
-        if t.until == "converged" and self.plateau.levelled:
+        if t.until == "converged" and self.kept_model.plateau.levelled:
             if self.lr_dropped_at is None:
                 self.lr_dropped_at = self.step
-                self.plateau.restart()
+                self.kept_model.plateau.restart()
                 return None
             return "converged"
         return None
 
     def load_state(self, ckpt: dict) -> None:
-        differ = {k: v for k, v in Config.from_dict(ckpt["config"]).diff(self.cfg).items()
-                  if k not in FREE_ON_RESUME}
-        if differ:
-            what = ", ".join(f"{k}: {a} -> {b}" for k, (a, b) in list(differ.items())[:4])
-            raise UserError(f"--resume: the run was made with another config ({what}); "
-                            f"resume without changing settings other than --steps/--epochs")
-        if "layout" in ckpt and Layout(**ckpt["layout"]) != self.layout:  # resume exactly as the run began
-            self.layout = Layout(**ckpt["layout"])
-            apply_layout(self.model, self.layout)
+        check_resume(ckpt, self.cfg)
+        if "layout" in ckpt and ConvLayout(**ckpt["layout"]) != self.conv_layout:  # resume exactly as the run began
+            self.conv_layout = ConvLayout(**ckpt["layout"])
+            apply_layout(self.model, self.conv_layout)
             if self.average is not None:
-                apply_layout(self.average.module, self.layout)
+                apply_layout(self.average.module, self.conv_layout)
         try:
             self.model.load_state_dict(ckpt["model"])
         except RuntimeError:
@@ -405,10 +377,8 @@ class Trainer:
             self.lr_dropped_at = int(ckpt["scheduler"]["step_size"])  # a checkpoint of 0.1.0's StepLR
         if self.average is not None and ckpt.get("average") is not None:
             self.average.load_state_dict(ckpt["average"])
-        if ckpt.get("plateau"):
-            self.plateau = Plateau(**{**ckpt["plateau"], "floor": self.plateau.floor})
+        self.kept_model.load_state(ckpt)
         self.validated_at = ckpt.get("validated_at")
-        self.start_best = ckpt.get("start_best")
         self.step = int(ckpt["step"])
         self.skipped = int(ckpt.get("skipped", 0))
         self.elapsed = float(ckpt.get("elapsed", 0.0))
@@ -427,10 +397,10 @@ class Trainer:
         if resume:
             self.load_state(distributed.run_on_main(load_checkpoint, self.run_dir))
             if main:
-                _truncate_metrics(metrics_path, self.step)
+                truncate_log(metrics_path, self.step)
         elif main:
             cfg.to_yaml(self.run_dir / "config.yaml")
-            metrics_path.write_text("")
+            atomic_write(metrics_path, "")
         interrupted = _InterruptFlag()
         bar = tqdm(total=self.total_steps, initial=self.step, disable=not (self.progress and main),
                    desc="train", unit="step", dynamic_ncols=True)
@@ -487,23 +457,23 @@ class Trainer:
         if never_grew:  # no learning-rate drop: the kept model (best-start.pt) is still used at full size
             self.grow(fresh=False)
         # the start size's best model is kept if no full-size one beats its signal (docs/method.md §9.33)
-        at_start = self.start_best is not None and (self.plateau.best is None
-                                                    or self.start_best["signal"] > self.plateau.best)
+        choice = self.kept_model
+        at_start = choice.keeps_start()
         kept_cfg, data = (self.cfg.at_start(), self.data.at_start()) if at_start else (self.cfg, self.data)
         separate = self.validator is not None or self.average is not None
         if separate:
             self.save_checkpoint()  # the state to resume from, before the kept network changes
-            best_file = self.run_dir / (START_BEST if at_start or never_grew else BEST)
+            best_file = choice.kept_file(never_grew)
             if self.validator is not None and best_file.is_file():
                 best = distributed.run_on_main(load_checkpoint, best_file)
                 self.kept.load_state_dict(best["model"])
         final = self.kept
-        recalibrate_batchnorm(final, data.frames, self.index, t.bn_recalibration, t.batch_size, t.seed,
-                              self.device)  # on every rank, same windows (sync BN all-reduces in forward)
+        # on every rank, same windows (sync BN all-reduces in forward)
+        recalibrate_batchnorm(final, self.normal_batches(t.bn_recalibration, data), self.device)
         distributed.broadcast_buffers(final)  # plain BN: every rank ends with rank 0's statistics
         threshold = distributed.run_on_main(lambda: calibrate_thresholds(Scorer(final, kept_cfg.score),
                                                                          data.frames_to_score()))
-        converged = None if self.validator is None else (self.stopped == "converged" or self.plateau.levelled)
+        converged = None if self.validator is None else (self.stopped == "converged" or choice.plateau.levelled)
         summary = {
             "steps": self.step, "skipped_batches": self.skipped,
             "epochs": self.step / self.batches_per_epoch, "minutes": round(self.elapsed / 60, 3),
@@ -517,18 +487,18 @@ class Trainer:
             summary["start_size"] = [start.height, start.width]
             summary["grown_at"] = grew_at
             summary["kept_size"] = [kept_cfg.data.height, kept_cfg.data.width]
-        learned = self.plateau.learned or at_start
+        learned = choice.learned
         extra = {"threshold": threshold, "stopped": self.stopped, "converged": converged,
                  "learned": None if self.validator is None else learned, "kept_at_start": at_start}
         if self.validator is not None:
-            best = self.start_best if at_start else {"signal": self.plateau.best, "step": self.plateau.best_step}
+            best = choice.best()
             summary["validation"] = {
                 "fraction": t.val_fraction, "windows": len(self.validator), "metric": t.val_metric,
                 "frames": int(sum(len(f) for f in self.validator.held.frames)),
                 "best_step": best["step"], "best_signal": best["signal"],
-                "floor": self.plateau.floor, "learned": learned}
-            if self.start_best is not None:
-                summary["validation"]["start_best"] = self.start_best
+                "floor": choice.plateau.floor, "learned": learned}
+            if choice.start_best is not None:
+                summary["validation"]["start_best"] = choice.start_best
                 summary["validation"]["kept_at_start"] = at_start
             if not learned and t.val_metric == "auc":
                 extra["check"] = summary["validation"]["check"] = self.stronger_check(final)
@@ -551,7 +521,7 @@ class Trainer:
         tells a model that has not learned from a signal too faint for the scene."""
         weight = self.cfg.train.val_check_weight
         auc = distributed.broadcast(self.validator(model, weight))["val_auc"]
-        return {"weight": weight, "val_auc": auc, "above_floor": self.plateau.above_floor(auc)}
+        return {"weight": weight, "val_auc": auc, "above_floor": self.kept_model.plateau.above_floor(auc)}
 
     def plot_training(self) -> None:
         """``RUN/training.png``: losses, anomaly weight and validation signals over the steps."""
@@ -560,20 +530,6 @@ class Trainer:
         rows = [json.loads(line) for line in (self.run_dir / "metrics.jsonl").read_text().splitlines() if line]
         if any("loss" in r for r in rows):
             save_figure(training_figure(rows), self.run_dir / "training.png")
-
-
-def recalibrate_batchnorm(model: nn.Module, frames: Sequence[np.ndarray], index: WindowIndex, count: int,
-                          batch_size: int, seed: int, device: torch.device | None = None) -> None:
-    """Re-estimate the BatchNorm running statistics of ``model`` on ``count`` normal training
-    windows, as a plain average over batches of ``batch_size`` (``torch.optim.swa_utils.update_bn``);
-    nothing else changes. The windows are a fixed function of ``seed``, so a resumed run ends
-    the same; ``count`` 0 does nothing."""
-    count = min(count, len(index))
-    if not count:
-        return
-    windows = np.random.default_rng([seed, 0xB4]).choice(len(index), count, replace=False)
-    batches = (gather_clips(frames, index, windows[i:i + batch_size]) for i in range(0, count, batch_size))
-    update_bn(batches, model, device)
 
 
 def check_global_batch(batch_size: int, world: int) -> None:
@@ -608,17 +564,3 @@ class _InterruptFlag:
         for sig, old in self._old.items():
             signal.signal(sig, old)
         return False
-
-
-def _truncate_metrics(path: Path, step: int) -> None:
-    """Drop metric lines written after the checkpoint's step (they will be written again)."""
-    if not path.exists():
-        return
-    keep = []
-    for line in path.read_text().splitlines():
-        try:
-            if json.loads(line)["step"] <= step:
-                keep.append(line)
-        except (ValueError, KeyError):
-            break
-    path.write_text("".join(l + "\n" for l in keep))

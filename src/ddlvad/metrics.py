@@ -1,6 +1,6 @@
 """Frame-level evaluation: edge rule, smoothing, normalisation, AUC/EER/AP. Numbers in, numbers out.
 
-The input of :func:`evaluate` is one ``(scores, labels)`` pair per video:
+The input of :func:`frame_metrics` is one ``(scores, labels)`` pair per video:
 
 * ``scores``: float array ``(frames,)`` over *all* frames of the video, higher = more abnormal,
   ``NaN`` where a frame has no score (the first and last ``(T-1)/2`` frames, docs/method.md §6);
@@ -22,102 +22,14 @@ import torch.
 
 from __future__ import annotations
 
-import dataclasses
-import math
-import numbers
 from dataclasses import dataclass, field
 
 import numpy as np
 from scipy.ndimage import gaussian_filter1d, median_filter
 from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
 
-from .config import check_scale
+from .config import Protocol
 from .errors import UserError
-
-SMOOTHINGS = ("none", "median", "gaussian")
-NORMALISATIONS = ("none", "minmax")
-
-
-# ------------------------------------------------------------------------------------ protocol
-@dataclass
-class Protocol:
-    """How raw frame scores become the numbers of a report. Written into every report."""
-
-    name: str = "paper"
-    """Name of the preset this protocol started from (informational)."""
-    smoothing: str = "median"
-    """``none``, ``median`` (paper: window 17) or ``gaussian`` (sigma below), per video."""
-    window: int = 17
-    """Median window in frames; odd, >= 1. Used only when ``smoothing == "median"``."""
-    sigma: float = 3.0
-    """Gaussian standard deviation in frames; > 0. Used only when ``smoothing == "gaussian"``."""
-    normalise: str = "none"
-    """``none`` or ``minmax`` (per video, to [0, 1], applied after smoothing)."""
-    edge_frames: str = "drop"
-    """Frames without a score (NaN: the first/last (T-1)/2 of each video) are dropped with
-    their labels. ``drop`` is the only rule (the authors confirmed it)."""
-    macro_single_class: str = "skip"
-    """Videos with one class have no AUC; ``skip`` leaves them out of the macro mean (the
-    only rule; the report shows their ``auc`` as null)."""
-    patch: int | None = None
-    """Patch side used by the scorer (``score.patch``), pixels. Recorded only; filled in by the caller."""
-    shifted_grid: bool | None = None
-    """Whether the scorer also used the half-patch-shifted grid (``score.shifted_grid``). Recorded only."""
-    flip: bool = False
-    """Beyond the paper (docs/method.md §9.29): error maps averaged with those of the mirrored
-    frames (``score.flip``; ``ddlvad evaluate --flip``)."""
-    scale: float = 1.0
-    """Beyond the paper (docs/method.md §9.29) unless 1: frames were scored at the training size
-    times this factor (``score.scale``; ``ddlvad evaluate --scale``)."""
-
-    def __post_init__(self) -> None:
-        if self.smoothing not in SMOOTHINGS:
-            raise UserError(f"protocol smoothing={self.smoothing!r}: choose one of {', '.join(SMOOTHINGS)}")
-        if self.normalise not in NORMALISATIONS:
-            raise UserError(
-                f"protocol normalise={self.normalise!r}: choose one of {', '.join(NORMALISATIONS)}"
-            )
-        w = self.window
-        if isinstance(w, bool) or not isinstance(w, numbers.Integral) or w < 1 or w % 2 == 0:
-            raise UserError(f"protocol window={self.window!r}: the median window must be an odd integer >= 1")
-        if not (isinstance(self.sigma, numbers.Real) and math.isfinite(self.sigma) and self.sigma > 0):
-            raise UserError(f"protocol sigma={self.sigma!r}: the gaussian sigma must be a positive number of frames")
-        check_scale(self.scale, "protocol scale")
-        if self.edge_frames != "drop":
-            raise UserError(f"protocol edge_frames={self.edge_frames!r}: only 'drop' is supported")
-        if self.macro_single_class != "skip":
-            raise UserError(f"protocol macro_single_class={self.macro_single_class!r}: only 'skip' is supported")
-
-    def to_dict(self) -> dict:
-        """All fields as a JSON-ready dict (what goes into a report's ``protocol``)."""
-        return dataclasses.asdict(self)
-
-
-PROTOCOLS: dict[str, Protocol] = {
-    # docs/method.md §6: median filter of window 17 per video, no normalisation.
-    "paper": Protocol(name="paper"),
-    # The reference code: raw scores.
-    "raw": Protocol(name="raw", smoothing="none"),
-    "gaussian": Protocol(name="gaussian", smoothing="gaussian", sigma=3.0),
-    # Paper smoothing + per-video min-max, as many reconstruction baselines report.
-    "minmax": Protocol(name="minmax", normalise="minmax"),
-}
-
-
-def get_protocol(name: str, **overrides) -> Protocol:
-    """A fresh copy of preset ``name`` with ``overrides`` (field=value) applied and checked.
-
-    Raises :class:`UserError` for an unknown preset or field, listing the choices.
-    """
-    if name not in PROTOCOLS:
-        raise UserError(f"unknown evaluation protocol {name!r}: choose one of {', '.join(PROTOCOLS)}")
-    known = {f.name for f in dataclasses.fields(Protocol)}
-    unknown = sorted(set(overrides) - known)
-    if unknown:
-        raise UserError(
-            f"unknown protocol field(s) {', '.join(unknown)}: choose from {', '.join(sorted(known))}"
-        )
-    return dataclasses.replace(PROTOCOLS[name], **overrides)
 
 
 # ---------------------------------------------------------------------------------- per video
@@ -244,7 +156,7 @@ class Pooled:
 
 
 def pooled(videos: dict[str, tuple[np.ndarray, np.ndarray | None]], protocol: Protocol) -> Pooled:
-    """The pooled arrays :func:`evaluate` computes its micro metrics on, plus per-video curves."""
+    """The pooled arrays :func:`frame_metrics` computes its micro metrics on, plus per-video curves."""
     return _pool(_prepare_all(videos, protocol))
 
 
@@ -260,7 +172,7 @@ def _pool(prepared: dict[str, _Video]) -> Pooled:
     return Pooled(scores=scores, labels=labels.astype(np.uint8), smoothed=smoothed)
 
 
-def evaluate(videos: dict[str, tuple[np.ndarray, np.ndarray | None]], protocol: Protocol) -> dict:
+def frame_metrics(videos: dict[str, tuple[np.ndarray, np.ndarray | None]], protocol: Protocol) -> dict:
     """Apply ``protocol`` to every video and return a JSON-ready report.
 
     Keys: ``auc_micro``, ``auc_macro``, ``eer``, ``ap`` (fractions or None), ``frames_scored``
@@ -303,7 +215,7 @@ def evaluate(videos: dict[str, tuple[np.ndarray, np.ndarray | None]], protocol: 
 def aggregate_scenes(reports: dict[str, dict], pooled_micro: float | None) -> dict:
     """Combine per-scene reports (ShanghaiTech, one model per scene).
 
-    ``reports`` maps scene id -> report of :func:`evaluate`. Returns ``scenes`` (scene ->
+    ``reports`` maps scene id -> report of :func:`frame_metrics`. Returns ``scenes`` (scene ->
     its ``auc_micro``), ``auc_scene_median`` (the paper's 74.25 is this, in %),
     ``auc_scene_mean``, ``n_scenes`` (scenes with an AUC) and ``auc_micro_pooled``
     (``pooled_micro``, all test frames of all scenes pooled, computed by the caller).
@@ -351,7 +263,7 @@ def ablation_table(results: dict[tuple[str, str], float | None], dataset: str) -
     """Markdown table shaped like the paper's Table 2 for ``dataset`` (``ped2`` or ``avenue``).
 
     ``results`` maps ``(arch, mode)`` (e.g. ``("c3dsu", "ddl")``) to our AUC as a fraction in
-    [0, 1], as :func:`evaluate` returns it; missing or None entries print ``-``. Each mode has
+    [0, 1], as :func:`frame_metrics` returns it; missing or None entries print ``-``. Each mode has
     a paper column and an ours column, both in %.
     """
     datasets = sorted({ds for _, ds in PAPER_TABLE["ablation"]})

@@ -1,4 +1,4 @@
-"""Golden and equivalence tests of ddlvad.evaluate (hand-worked values in comments)."""
+"""Golden and equivalence tests of ddlvad.metrics (hand-worked values in comments)."""
 
 from __future__ import annotations
 
@@ -9,18 +9,16 @@ import pytest
 from scipy.ndimage import gaussian_filter1d
 from sklearn.metrics import average_precision_score, roc_auc_score
 
+from ddlvad.config import PROTOCOLS, Protocol, get_protocol
 from ddlvad.errors import UserError
-from ddlvad.evaluate import (
+from ddlvad.metrics import (
     PAPER_TABLE,
-    PROTOCOLS,
-    Protocol,
     ablation_table,
     aggregate_scenes,
     auc,
     average_precision,
     eer,
-    evaluate,
-    get_protocol,
+    frame_metrics,
     normalise,
     pooled,
     smooth,
@@ -112,7 +110,7 @@ def test_edge_frames_dropped_with_labels_then_smoothed():
     np.testing.assert_array_equal(pool.scores, [1, 2, 3, 3, 9])  # as in the edge test above
     np.testing.assert_array_equal(pool.labels, [0, 0, 1, 0, 1])
     np.testing.assert_array_equal(pool.smoothed["v"], [NAN, 1, 2, 3, 3, 9, NAN])
-    rep = evaluate({"v": (scores, labels)}, get_protocol("paper", window=3))
+    rep = frame_metrics({"v": (scores, labels)}, get_protocol("paper", window=3))
     assert rep["videos"]["v"] == {"frames": 7, "frames_scored": 5, "abnormal": 2, "auc": rep["auc_micro"]}
     assert rep["frames_abnormal"] == 2 and rep["frames_scored"] == 5
     # sorted desc: 9 P, 3 P|N tie, 2 N, 1 N -> pairs: 9 beats 3 N; 3(P) beats 2 N, ties 3 N -> (3+2.5)/6
@@ -123,8 +121,8 @@ def test_median_smoothing_changes_auc_as_intended():
     # A one-frame false alarm inside a normal run is removed by the paper's median filter.
     scores = np.r_[np.zeros(20), 5.0, np.zeros(20), np.full(20, 3.0)]
     labels = np.r_[np.zeros(41), np.ones(20)].astype(np.uint8)
-    assert evaluate({"v": (scores, labels)}, RAW)["auc_micro"] < 1
-    assert evaluate({"v": (scores, labels)}, get_protocol("paper"))["auc_micro"] == 1.0
+    assert frame_metrics({"v": (scores, labels)}, RAW)["auc_micro"] < 1
+    assert frame_metrics({"v": (scores, labels)}, get_protocol("paper"))["auc_micro"] == 1.0
 
 
 def test_minmax_is_per_video_and_after_smoothing():
@@ -138,7 +136,7 @@ def test_minmax_is_per_video_and_after_smoothing():
     pool = pooled(videos, p)
     np.testing.assert_allclose(pool.scores, [0, 0.5, 1, 0, 1])
     # without normalisation video b's normal frame (100) outranks video a's abnormal one (6)
-    assert evaluate(videos, RAW)["auc_micro"] < 1 and evaluate(videos, p)["auc_micro"] == 1.0
+    assert frame_metrics(videos, RAW)["auc_micro"] < 1 and frame_metrics(videos, p)["auc_micro"] == 1.0
     # median first, then min-max: the spike is gone before it could set the maximum
     q = get_protocol("minmax", window=3)
     np.testing.assert_allclose(pooled({"c": (np.array([0, 0, 50, 1, 2.0]), None)}, q).smoothed["c"],
@@ -181,7 +179,7 @@ def test_report_golden_and_json_ready():
     edge = np.array([NAN, NAN])
     scores = np.r_[edge, GOLD_SCORES, edge]
     labels = np.r_[[1, 1], GOLD_LABELS, [1, 1]].astype(np.uint8)
-    rep = evaluate({"01": (scores, labels)}, RAW)
+    rep = frame_metrics({"01": (scores, labels)}, RAW)
     assert rep["auc_micro"] == pytest.approx(4 / 6) and rep["auc_macro"] == pytest.approx(4 / 6)
     assert rep["eer"] == pytest.approx(0.5) and rep["ap"] == pytest.approx(0.75)
     assert (rep["frames_scored"], rep["frames_evaluated"], rep["frames_abnormal"]) == (5, 5, 2)
@@ -195,7 +193,7 @@ def test_macro_skips_single_class_video():
         "b": (np.array([0.5, 0.95, 0.5]), np.zeros(3, np.uint8)),  # normal only: no AUC
         "c": (np.array([0.3, 0.3]), np.array([0, 1], np.uint8)),  # tie: AUC 0.5
     }
-    rep = evaluate(videos, RAW)
+    rep = frame_metrics(videos, RAW)
     assert rep["videos"]["b"]["auc"] is None and rep["videos"]["b"]["abnormal"] == 0
     assert rep["videos"]["a"]["auc"] == 1.0 and rep["videos"]["c"]["auc"] == 0.5
     assert rep["auc_macro"] == pytest.approx(0.75)  # (1 + 0.5) / 2, b left out
@@ -205,7 +203,7 @@ def test_macro_skips_single_class_video():
 
 
 def test_no_labels_gives_null_metrics():
-    rep = evaluate({"x": (np.array([NAN, 0.2, 0.4, NAN]), None)}, get_protocol("paper"))
+    rep = frame_metrics({"x": (np.array([NAN, 0.2, 0.4, NAN]), None)}, get_protocol("paper"))
     assert rep["labels_available"] is False
     for key in ("auc_micro", "auc_macro", "eer", "ap", "frames_abnormal"):
         assert rep[key] is None
@@ -216,18 +214,18 @@ def test_no_labels_gives_null_metrics():
 
 def test_unlabelled_video_left_out_of_metrics():
     videos = {"a": (GOLD_SCORES, GOLD_LABELS), "u": (np.array([9.0, 9.0]), None)}
-    rep = evaluate(videos, RAW)
+    rep = frame_metrics(videos, RAW)
     assert rep["auc_micro"] == pytest.approx(4 / 6) and rep["frames_evaluated"] == 5
     assert rep["frames_scored"] == 7 and rep["labels_available"] is True
 
 
 def test_bad_video_input_is_a_user_error():
     with pytest.raises(UserError, match="video v7.*labels for 3 frames"):
-        evaluate({"v7": (np.zeros(3), np.zeros(4, np.uint8))}, RAW)
+        frame_metrics({"v7": (np.zeros(3), np.zeros(4, np.uint8))}, RAW)
     with pytest.raises(UserError, match="0 \\(normal\\) or 1"):
-        evaluate({"v": (np.zeros(2), np.array([0, 2]))}, RAW)
+        frame_metrics({"v": (np.zeros(2), np.array([0, 2]))}, RAW)
     with pytest.raises(UserError, match="1-D"):
-        evaluate({"v": (np.zeros((2, 2)), None)}, RAW)
+        frame_metrics({"v": (np.zeros((2, 2)), None)}, RAW)
 
 
 # ------------------------------------------------------------------------- scenes and tables

@@ -9,10 +9,11 @@ import pytest
 import torch
 
 from ddlvad import Config
-from ddlvad import layout as lay
+from ddlvad import conv_layout as lay
+from ddlvad.data.clips import TrainingData
 from ddlvad.data.tracks import VideoTracks
-from ddlvad.models import Layout, model_layout
-from ddlvad.train import Trainer, TrainingData, TrainingInterrupted
+from ddlvad.models import ConvLayout, conv_layout_of
+from ddlvad.trainer import Trainer, TrainingInterrupted
 
 NCHW, NHWC, NHWC_UNFOLDED = lay.CANDIDATES
 
@@ -114,7 +115,7 @@ def test_a_resumed_run_keeps_the_layout_it_began_with(tmp_path, monkeypatch):
     monkeypatch.setattr(lay, "probe", fake_probe({NCHW: 1.0, NHWC: 2.0, NHWC_UNFOLDED: 3.0}, []))
     monkeypatch.setattr(lay, "_MEMO", {})
     resumed = Trainer(auto_cfg(tmp_path / "c"), tiny_data(), tmp_path / "part", progress=False)
-    assert resumed.layout == NCHW
+    assert resumed.conv_layout == NCHW
     resumed.run(resume=True)
-    assert resumed.layout == NHWC and model_layout(resumed.model) == Layout(True, True)
+    assert resumed.conv_layout == NHWC and conv_layout_of(resumed.model) == ConvLayout(True, True)
     assert all(torch.equal(v, resumed.model.state_dict()[k]) for k, v in full.model.state_dict().items())

@@ -202,6 +202,8 @@ TOP_CASES = [
     ({"database": "media/events.sqlite", "data": "media"}, "database: {folder}/media/events.sqlite lies inside the "
                                                            "media folder `data`"),
     ({"database": 5}, "database: must be a path"),
+    ({"data": "runs"}, "data: the media folder {folder}/runs holds cameras.gate.run ({folder}/runs/gate)"),
+    ({"data": "videos/"}, "data: the media folder {folder}/videos holds cameras.gate.source"),
 ]
 
 
@@ -248,6 +250,15 @@ cameras:
     assert keys == ["cameras.gate.events.gap", "cameras.gate.fps", "cameras.gate.ignore[0]", "cameras.gate.run",
                     "cameras.trial.loop", "cameras.trial.source", "databse", "http.port", "http.token"]
     assert not any(":secret@" in line for line in found)
+
+
+def test_the_media_folder_must_not_hold_the_config_file(folder, monkeypatch):
+    assert problems(write(folder, {"data": ".", "database": "../e.sqlite", "cameras": {"gate": {
+        "source": "rtsp://cam/1", "run": str(folder / "runs" / "gate")}}}))[0].startswith(
+        f"data: the media folder {folder} holds the config file ({folder / 'watch.yaml'})")
+    monkeypatch.chdir(folder)
+    with pytest.raises(UserError, match="data: the media folder .* holds cameras.walkway.source"):
+        WatchConfig.single("videos/walkway.mp4", "runs/gate", data="videos", env={})
 
 
 def test_a_key_given_twice_is_reported(folder):

@@ -263,7 +263,7 @@ class WatchConfig:
                   **{k: v for k, v in plain.items() if k in camera_keys}}
         values = {**{k: str(v) if isinstance(v, Path) else v for k, v in plain.items() if k in top_keys},
                   "cameras": {name: camera}}
-        return _parse(values, Path.cwd(), "ddlvad watch", os.environ if env is None else env)
+        return _parse(values, Path.cwd(), "ddlvad watch", os.environ if env is None else env, None)
 
     @property
     def runs(self) -> dict[Path, list[str]]:
@@ -312,13 +312,13 @@ def load_watch_config(path: str | Path, *, env: Mapping[str, str] | None = None)
     if not isinstance(values, dict):
         raise UserError(f"watch config {path} must be a YAML mapping with a `cameras:` section "
                         f"(got {type(values).__name__}); see `ddlvad watch --help`")
-    return _parse(values, path.parent.absolute(), str(path), os.environ if env is None else env,
+    return _parse(values, path.parent.absolute(), str(path), os.environ if env is None else env, path.absolute(),
                   [f"line {line}: key {key!r} appears twice (the later one would silently win); keep one"
                    for line, key in loader.duplicates])
 
 
-def _parse(values: dict, base: Path, origin: str, env: Mapping[str, str], problems: list[str] | None = None
-           ) -> WatchConfig:
+def _parse(values: dict, base: Path, origin: str, env: Mapping[str, str], file: Path | None,
+           problems: list[str] | None = None) -> WatchConfig:
     """Build and check a :class:`WatchConfig` from plain values; raise one :class:`UserError` for all problems."""
     p = _Problems(problems)
     values = {k: v for k, v in values.items() if not (isinstance(k, str) and k.startswith("x-"))}
@@ -345,7 +345,7 @@ def _parse(values: dict, base: Path, origin: str, env: Mapping[str, str], proble
             if camera is not None:
                 cameras[camera.name] = camera
     cfg = WatchConfig(cameras, database, data, origin=origin, **sections)
-    _check(cfg, p)
+    _check(cfg, p, file)
     if p:
         error = UserError("\n".join(f"{origin}: {line}" for line in p))
         error.problems = list(p)  # type: ignore[attr-defined]
@@ -424,7 +424,7 @@ _LIMITS: dict[tuple[type, str], tuple[float, bool, float | None, str]] = {
 """Allowed range of every number: checked with :func:`_in_range` on every section."""
 
 
-def _check(cfg: WatchConfig, p: _Problems) -> None:
+def _check(cfg: WatchConfig, p: _Problems, file: Path | None) -> None:
     """Ranges and the checks that involve several keys."""
     sections: list[tuple[str, Any]] = [("retention", cfg.retention), ("http", cfg.http), ("webhook", cfg.webhook),
                                        ("mqtt", cfg.mqtt)]
@@ -457,9 +457,16 @@ def _check(cfg: WatchConfig, p: _Problems) -> None:
         p.add("mqtt.prefix", f"must be topic levels without '+', '#' or empty levels (got {mqtt.prefix!r}), e.g. ddlvad")
     if mqtt.password is not None and mqtt.username is None:
         p.add("mqtt.password", "needs mqtt.username")
-    if cfg.database.resolve().is_relative_to(cfg.data.resolve()):
+    data = cfg.data.resolve()
+    if cfg.database.resolve().is_relative_to(data):
         p.add("database", f"{cfg.database} lies inside the media folder `data` ({cfg.data}), from which the page "
                           f"serves files: put it beside that folder")
+    inside = [(f"cameras.{c.name}.{key}", path) for c in cfg.cameras.values()
+              for key, path in (("source", Path(c.source) if c.kind in ("file", "folder") else None), ("run", c.run))]
+    for key, path in [("the config file", file), *inside]:
+        if path is not None and str(path) not in ("", ".") and path.resolve().is_relative_to(data):
+            p.add("data", f"the media folder {cfg.data} holds {key} ({path}): the page serves it and retention may "
+                          f"delete it; give ddlvad watch a folder of its own, e.g. watch/media")
     for camera in cfg.cameras.values():
         if camera.loop and camera.kind in ("camera", "stream"):
             p.add(f"cameras.{camera.name}.loop", f"only files and folders can loop, not a {camera.kind}: remove it")

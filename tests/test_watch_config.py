@@ -296,7 +296,10 @@ def test_mqtt_password_is_not_shown(folder):
 
 @pytest.mark.parametrize("text,line", [
     (None, "watch config {path} not found"),
-    ("cameras: [unclosed", "watch config {path} is not valid YAML"),
+    ("cameras: [unclosed", "watch config {path} is not valid YAML at line 1, column 19: expected ',' or ']', but got "
+                           "'<stream end>' (while parsing a flow sequence)"),
+    ("cameras:\n  gate:\n    source: rtsp://u:secret@h/s\n  run x\n", "watch config {path} is not valid YAML at "
+                                                                         "line 5, column 1: could not find expected ':'"),
     ("- a\n- b\n", "watch config {path} must be a YAML mapping with a `cameras:` section (got list)"),
     ("", "watch config {path} must be a YAML mapping"),
     (b"\xff\xfe\x00", "watch config {path} is not UTF-8 text"),
@@ -311,6 +314,7 @@ def test_the_file_itself(tmp_path, text, line):
         load_watch_config(path)
     message = str(info.value)
     assert "\n" not in message and message.startswith(line.format(path=path)), message
+    assert "secret" not in message  # PyYAML quotes the offending line
 
 
 # ====================================================================== single()

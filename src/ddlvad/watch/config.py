@@ -305,8 +305,11 @@ def load_watch_config(path: str | Path, *, env: Mapping[str, str] | None = None)
     loader = _Loader(text)
     try:
         values = loader.get_single_data()
-    except yaml.YAMLError as exc:
-        raise UserError(f"watch config {path} is not valid YAML: {' '.join(str(exc).split())}") from None
+    except yaml.YAMLError as exc:  # PyYAML's own text quotes the line, which may hold a password: not shown
+        mark, context = getattr(exc, "problem_mark", None), getattr(exc, "context", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        raise UserError(f"watch config {path} is not valid YAML{where}: {getattr(exc, 'problem', None) or exc}"
+                        + (f" ({context})" if context else "")) from None
     finally:
         loader.dispose()
     if not isinstance(values, dict):

@@ -384,3 +384,17 @@ def test_redact(url, shown):
 def test_camera_repr_is_redacted():
     camera = CameraConfig("gate", "rtsp://u:secret@h/s", Path("/runs/gate"))
     assert "secret" not in repr(camera) and "secret" not in camera.describe() and camera.label == "rtsp://u:***@h/s"
+
+
+def test_the_package_imports_neither_torch_nor_opencv():
+    import subprocess
+    import sys
+
+    import ddlvad
+
+    code = ("import sys, ddlvad.watch.config, ddlvad.watch.store; "
+            "print(sorted(m for m in ('torch', 'cv2', 'numpy') if m in sys.modules))")
+    src = str(Path(ddlvad.__file__).resolve().parents[1])
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={"PYTHONPATH": src, "PATH": "/usr/bin:/bin"}).stdout
+    assert out.strip() == "[]"

@@ -168,7 +168,7 @@ def test_threads_read_while_one_writes(store):
 
     def write():
         try:
-            for i in range(60):
+            for i in range(30):
                 event_id = add(store, "gate", float(i), close=False)
                 store.update_event(event_id, end_frame=i * 10 + 5, ended_at=i + 0.5)
                 store.close_event(event_id)
@@ -191,7 +191,7 @@ def test_threads_read_while_one_writes(store):
         t.start()
     for t in threads:
         t.join(30)
-    assert not errors and store.events().total == 60
+    assert not errors and store.events().total == 30
     assert len(store._pool) <= store_module.READ_POOL
 
 
@@ -414,7 +414,7 @@ def test_a_writer_killed_with_sigkill_leaves_a_sound_database(tmp_path):
     long_id, long_end = None, 0
     deadline = time.monotonic() + 60
     try:
-        while len(closed) < 100:
+        while len(closed) < 60:
             word, *numbers = lines.get(timeout=max(0.1, deadline - time.monotonic())).split()
             if word == "long":
                 long_id = int(numbers[0])

@@ -14,11 +14,11 @@ looped with ``loop=True``) for trials without a camera.
 Why two threads per connection: OpenCV's ``VideoCapture.read()`` blocks, and on a dead
 network stream it blocks for FFmpeg's read timeout (30 s by default in OpenCV; the reader
 sets ``CAP_PROP_OPEN_TIMEOUT_MSEC``/``CAP_PROP_READ_TIMEOUT_MSEC`` to a second more than
-``read_timeout``, so that an abandoned capture returns soon). A camera device has no such
-setting. So each connection reads in its own I/O thread, and the
-reader's thread is a watchdog: when no frame has come for ``read_timeout`` it abandons that
-connection (the I/O thread may deliver nothing more, and releases its own capture once OpenCV
-returns; a capture is never touched from two threads) and opens a new one.
+``read_timeout``, so that an abandoned capture returns soon); a camera device has no such
+setting. So each connection reads in its own I/O thread, and the reader's thread is a
+watchdog: when no frame has come for ``read_timeout`` it abandons that connection (its I/O
+thread may deliver nothing more, and releases its own capture once OpenCV returns; a capture
+is never touched from two threads) and opens a new one.
 """
 
 from __future__ import annotations
@@ -113,8 +113,8 @@ class CameraReader:
     newest frame). ``backoff``: ``(first, cap)`` seconds to wait before reconnecting, doubled
     after each failed attempt up to ``cap``, each wait drawn from ``[delay/2, delay]``.
     ``read_timeout``: seconds without a frame (or, while opening, since the attempt began)
-    after which the connection is abandoned and opened again. ``clock``: the clock of ``arrival_time``
-    and ``last_frame_at`` (timeouts and pacing always use ``time.monotonic``).
+    after which the connection is abandoned and opened again. ``clock``: the clock of
+    ``arrival_time`` and ``last_frame_at`` (timeouts and pacing always use ``time.monotonic``).
 
     Use as a context manager, or :meth:`start` then :meth:`stop`.
     """

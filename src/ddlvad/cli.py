@@ -136,9 +136,14 @@ FLAGS: dict[str, Flag] = {
     "min-frames": Flag({"type": int, "default": EventRules.min_frames,
                         "help": f"drop events shorter than this many frames (default {EventRules.min_frames})"}),
     "format": Flag({"required": True, "choices": ("onnx", "torchscript")}),
+    # watching cameras
+    "target": Flag({"metavar": "CONFIG_OR_SOURCE", "help": "a watch configuration (.yaml) listing cameras, or one "
+                                                          "source (camera index, URL, file, folder) with --run"}),
+    "check": Flag({"action": "store_true", "help": "validate the configuration, load each model and open each source "
+                                                   "once, then exit"}),
     "json": Flag({"action": "store_true", "help": "print JSON"}),
 }
-POSITIONAL = {"root", "source"}
+POSITIONAL = {"root", "source", "target"}
 CONFIG_FLAGS = ("preset", "config", "set", "mode", "model", "epochs", "steps", "until", "minutes", "batch-size", "lr",
                 "frames", "seed",
                 "dataset", "scene", "cache-dir", "masks")
@@ -232,6 +237,18 @@ def _detect(args: argparse.Namespace) -> int:
     return 0
 
 
+def _watch(args: argparse.Namespace) -> int:
+    from .commands.watch import check, watch, watch_config
+
+    cfg = watch_config(args.target, args.run, threshold=args.threshold, fps=args.fps)
+    if args.check:
+        check(cfg)
+        print(f"watch: {args.target}: {len(cfg.cameras)} camera(s) ready")
+        return 0
+    watch(cfg)
+    return 0
+
+
 def _export(args: argparse.Namespace) -> int:
     from .commands.export import export
 
@@ -306,6 +323,15 @@ COMMANDS: dict[str, Command] = {
                       description="Exit status: 0 when the source was read to its end (or --max-frames), 1 when a "
                                   "live stream stopped sending frames (the outputs are complete up to there), 2 for "
                                   "bad input, 130 after Ctrl-C (outputs closed and valid)."),
+    "watch": Command("watch cameras: score live streams, store events with snapshots and clips, notify, serve a page",
+                     _watch, ("target", "run", "threshold", "fps", "check"),
+                     {"run": {"help": "run folder whose model scores SOURCE (one camera without a configuration)"},
+                      "fps": {"help": "score at most this many frames per second (one camera)"},
+                      "threshold": {"help": "frame score above which a frame is anomalous (one camera; default: "
+                                            "the run's)"}},
+                     description="Runs until Ctrl-C or SIGTERM (open events are then closed and their clips "
+                                 "finalised). A configuration lists cameras, models, the database, media folder, "
+                                 "retention, page, webhook and MQTT: see README, 'Watch cameras'."),
     "export": Command("export a run's model to ONNX or TorchScript (clip -> recon, error, score)", _export,
                       ("run", "format", "out"),
                       {"run": {"positional": True},

@@ -50,6 +50,17 @@ class OverlayRenderer:
         return self.picture.width, self.picture.height + STRIP
 
     def render(self, result: FrameResult) -> np.ndarray:
+        """:meth:`note` the frame's score, then :meth:`draw` it."""
+        self.note(result)
+        return self.draw(result)
+
+    def note(self, result: FrameResult) -> None:
+        """Add the frame's score to the strip's history (without drawing: a live service draws only
+        the frames someone looks at)."""
+        self.history.append((result.score, result.anomalous))
+
+    def draw(self, result: FrameResult) -> np.ndarray:
+        """The output frame of ``result``, the strip showing the history noted so far."""
         ph, pw = self.picture.height, self.picture.width
         picture = np.ascontiguousarray(convert_frame(result.image, self.picture, f"frame {result.frame}")[..., ::-1])
         if result.error_map is not None:
@@ -69,7 +80,6 @@ class OverlayRenderer:
         _text(picture, f"#{result.frame}  {result.time:.2f} s", (4, 14), WHITE)
         if result.anomalous:
             _text(picture, "ANOMALY", (4, 30), RED)
-        self.history.append((result.score, result.anomalous))
         return np.vstack([picture, self._strip(result)])
 
     def _strip(self, result: FrameResult) -> np.ndarray:

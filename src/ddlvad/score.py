@@ -24,6 +24,7 @@ shared by the T windows that contain it (docs/method.md §3).
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -114,14 +115,26 @@ def window_errors(model: nn.Module, frames: torch.Tensor, stride: int = 1, flip:
     the mean of the maps of the frames and of their mirror images (mirrored back); the
     reconstruction stays that of the frames as given.
     """
-    error, recon = _window_errors(model, frames, stride)
-    if flip:
-        mirrored, _ = _window_errors(model, frames.flip(-1), stride)
-        error = (error + mirrored.flip(-1)) / 2
+    feats = model.encode_frames(frames)                                          # per level (N, ch, h, w)
+    mirrored = model.encode_frames(frames.flip(-1)) if flip else None
+    return errors_from_features(model, frames, feats, stride, mirrored)
+
+
+def errors_from_features(model: nn.Module, frames: torch.Tensor, feats: list[torch.Tensor], stride: int,
+                         mirrored: list[torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`window_errors` from the frames' encoder outputs ``feats`` (per level ``(N, ch, h, w)``,
+    as ``model.encode_frames(frames)`` gives them; ``mirrored``: those of ``frames.flip(-1)``, for
+    flip averaging). The windows, the decoder and the error of every path go through here;
+    :class:`LiveScorer` keeps encoder outputs across calls and comes in here too."""
+    error, recon = _decode_errors(model, frames, feats, stride)
+    if mirrored is not None:
+        flipped, _ = _decode_errors(model, frames.flip(-1), mirrored, stride)
+        error = (error + flipped.flip(-1)) / 2
     return error, recon
 
 
-def _window_errors(model: nn.Module, frames: torch.Tensor, stride: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _decode_errors(model: nn.Module, frames: torch.Tensor, feats: list[torch.Tensor], stride: int
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
     T = int(model.frames)
     if (frames.shape[0] - T) % stride:
         raise ValueError(f"{frames.shape[0]} frames do not split into windows of {T} every {stride}")
@@ -129,7 +142,6 @@ def _window_errors(model: nn.Module, frames: torch.Tensor, stride: int) -> tuple
     def nth(x: torch.Tensor, k: int) -> torch.Tensor:  # frame k of every window; ends counted from the
         return x[k:(k - T + 1) or None:stride]          # back, so a traced export keeps B dynamic
 
-    feats = model.encode_frames(frames)                                          # per level (N, ch, h, w)
     windows = [torch.stack([nth(f, k) for k in range(T)], dim=2) for f in feats]  # (B, ch, T, h, w)
     recon = model.decode_windows(windows)                                        # (B, C, H, W)
     return pixel_error(nth(frames, T // 2), recon), recon
@@ -262,6 +274,69 @@ class Scorer:
     def score_video(self, frames: np.ndarray) -> np.ndarray:
         """Scores ``(N,)`` float64 of uint8 frames ``(N, H, W, C)``; NaN for the edge frames."""
         return np.array([r.score for r in self.stream(frames, maps=False)], dtype=np.float64)
+
+
+class LiveScorer:
+    """Several live streams that share one model, scored a frame at a time as frames arrive (the
+    cameras of ``ddlvad watch``).
+
+    Each frame is encoded once, in one encoder pass with the other streams' new frames, and its
+    encoder outputs are kept for the T windows that contain it (docs/method.md §3); the windows
+    of all the streams that have one complete are decoded in one pass (:func:`errors_from_features`).
+    A stream's result for a new frame is the :class:`ScoredFrame` of the window that it completes,
+    centred ``(T-1)/2`` frames earlier. :meth:`reset` forgets a stream's frames (after a
+    reconnect, so that no window spans the gap). ``keep``: per stream an optional ``(H, W)`` 0/1
+    float mask multiplied into the error before scoring (``ddlvad watch``'s ignore polygons).
+    """
+
+    def __init__(self, model: nn.Module, score: ScoreConfig) -> None:
+        self.model = model.eval()
+        self.cfg = score
+        self.history: dict[Any, deque[tuple[int, Any, torch.Tensor, list[torch.Tensor], list[torch.Tensor] | None]]] = {}
+
+    @property
+    def frames(self) -> int:
+        return int(self.model.frames)
+
+    def reset(self, stream: Any) -> None:
+        self.history.pop(stream, None)
+
+    @torch.inference_mode()
+    def step(self, new: dict[Any, tuple[int, np.ndarray, Any]], keep: dict[Any, torch.Tensor | None] | None = None
+             ) -> dict[Any, ScoredFrame]:
+        """``new``: per stream ``(frame index, (H, W, C) uint8 frame in the model's spec, item)``.
+        Returns the scored frame of each stream whose new frame completes a window."""
+        if not new:
+            return {}
+        T, keep = self.frames, keep or {}
+        streams = list(new)
+        x = to_tensor(np.stack([new[s][1] for s in streams])).to(_device(self.model))      # (K, C, H, W)
+        feats = self.model.encode_frames(x)                                                 # per level (K, ...)
+        mirrored = self.model.encode_frames(x.flip(-1)) if self.cfg.flip else None
+        for k, s in enumerate(streams):
+            held = self.history.setdefault(s, deque(maxlen=T))
+            held.append((new[s][0], new[s][2], x[k], [f[k] for f in feats],
+                         None if mirrored is None else [f[k] for f in mirrored]))
+        ready = [s for s in streams if len(self.history[s]) == T]
+        if not ready:
+            return {}
+        frames = torch.stack([e[2] for s in ready for e in self.history[s]])               # (R*T, C, H, W)
+        levels = range(len(feats))
+        window_feats = [torch.stack([e[3][lv] for s in ready for e in self.history[s]]) for lv in levels]
+        window_mirrored = None if mirrored is None else \
+            [torch.stack([e[4][lv] for s in ready for e in self.history[s]]) for lv in levels]
+        error, _ = errors_from_features(self.model, frames, window_feats, T, window_mirrored)  # (R, H, W)
+        error = error.cpu()
+        for i, s in enumerate(ready):
+            if keep.get(s) is not None:
+                error[i] *= keep[s]
+        scores, boxes = worst_patches(error, self.cfg)
+        heat = anomaly_map(error, self.cfg)
+        out = {}
+        for i, s in enumerate(ready):
+            index, item = self.history[s][T // 2][:2]
+            out[s] = ScoredFrame(index, float(scores[i]), error[i], tuple(int(v) for v in boxes[i]), item, heat[i])
+        return out
 
 
 def calibrate_thresholds(scorer: Scorer, videos: Sequence[np.ndarray]) -> dict:

@@ -118,6 +118,11 @@ class EventTracker:
         self._open: Event | None = None
         self._regions: dict[int, list[tuple[tuple[float, ...], float]]] = {}
 
+    @property
+    def current(self) -> Event | None:
+        """The event still open (it may yet be dropped as shorter than ``min_frames``)."""
+        return self._open
+
     def update(self, result: FrameResult) -> Event | None:
         event = self._open
         if result.anomalous:
@@ -258,16 +263,21 @@ class AnomalyDetector:
             images = itertools.islice(video, max_frames) if max_frames else video
             prepare = lambda image, i: self.prepare(image, raw, f"frame {i}")  # noqa: E731
             for scored in self.scorer.stream(images, prepare, batch):
-                yield self._result(scored, rate)
+                yield frame_result(scored, scored.index / rate, self.threshold, self.region_threshold)
         finally:
             if owned:
                 video.close()
 
-    def _result(self, scored: ScoredFrame, fps: float) -> FrameResult:
-        error = None if scored.error is None else scored.error.numpy().copy()
-        anomalous = self.threshold is not None and math.isfinite(scored.score) and scored.score > self.threshold
-        regions = []
-        if scored.anomaly_map is not None and self.region_threshold is not None:
-            regions = regions_from_map(scored.anomaly_map.numpy(), self.region_threshold)
-        return FrameResult(scored.index, scored.index / fps, scored.score, anomalous, error, scored.box, scored.item,
-                           regions)
+
+def frame_result(scored: ScoredFrame, time: float, threshold: float | None, region_threshold: float | None
+                 ) -> FrameResult:
+    """What a scored frame means at a threshold: anomalous when its score is strictly above
+    ``threshold``; its regions, the components of its anomaly map above ``region_threshold``
+    (:func:`ddlvad.regions.regions_from_map`); ``time`` in seconds (from the source's start, or
+    the wall clock for live cameras)."""
+    error = None if scored.error is None else scored.error.numpy().copy()
+    anomalous = threshold is not None and math.isfinite(scored.score) and scored.score > threshold
+    regions = []
+    if scored.anomaly_map is not None and region_threshold is not None:
+        regions = regions_from_map(scored.anomaly_map.numpy(), region_threshold)
+    return FrameResult(scored.index, time, scored.score, anomalous, error, scored.box, scored.item, regions)

@@ -7,8 +7,11 @@ formats are in the library modules.
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import sys
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 
 Log = Callable[[str], None]
 
@@ -20,3 +23,21 @@ def to_stderr(msg: str) -> None:
 
 def silent(msg: str) -> None:
     """The log of non-main processes under torchrun."""
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """Within the main thread, SIGTERM raises KeyboardInterrupt, so that a command stopped by a
+    service manager closes its outputs as after Ctrl-C."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import dataclasses
 import json
-import signal
-import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +17,7 @@ from ..files import atomic_write, writable_dir
 from ..overlay import OverlayRenderer
 from ..runs import convergence_warning, detection_dir
 from ..stream import AnomalyDetector, Event, EventTracker
-from . import Log, to_stderr
+from . import Log, sigterm_as_interrupt, to_stderr
 
 
 def detect(run: str | Path, source: str | int | Path, out: str | Path | None = None, *,
@@ -105,7 +101,7 @@ def _score(detector: AnomalyDetector, video: VideoSource, tables, out: Path, rep
     region_rows.writerow(["frame", "time_s", "x1", "y1", "x2", "y2", "score"])
     writer = renderer = None
     try:
-        with _sigterm_as_interrupt():
+        with sigterm_as_interrupt():
             for result in detector.stream(video, max_frames=max_frames):
                 scored = np.isfinite(result.score)
                 rows.writerow([result.frame, f"{result.time:.4f}", f"{result.score:.6g}" if scored else "",
@@ -142,20 +138,3 @@ def _video_writer(path: Path, fps: float, size: tuple[int, int]):
     if not writer.isOpened():
         raise UserError(f"cannot write {path}: this OpenCV has no mp4v encoder; pass --no-overlay")
     return writer
-
-
-@contextlib.contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    """Within the main thread, SIGTERM raises KeyboardInterrupt, so outputs are closed cleanly."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def interrupt(signum, frame):
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)

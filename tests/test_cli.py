@@ -2,6 +2,7 @@
 
 import csv
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -311,7 +312,69 @@ def test_evaluate_reports_pixel_level_metrics_where_masks_exist(trained, scene, 
     assert loc["frames"] == 3 * 34 and loc["abnormal_frames"] > 0 and loc["regions"] > 0 and loc["tracks"] > 0
     for key in ("pixel_auc", "rbdc", "tbdc"):
         assert 0 <= loc[key] <= 1
-    assert {"map", "pixel_auc", "rbdc_tbdc"} <= set(loc["protocol"])
+    assert {"map", "pixel_auc", "rbdc_tbdc", "regions", "edge_frames", "masks", "levels"} <= set(loc["protocol"])
+    assert loc["rbdc_frames"] == loc["frames"]
+    # no annotated tracks: the report says the tracks are ours, not the published criteria's
+    assert loc["protocol"]["track_source"] == "pixel masks" and loc["protocol"]["annotations"] is None
+    not_comparable = "tracks come from pixel masks (connected components linked by overlap): not comparable to " \
+                     "published RBDC/TBDC"
+    assert loc["protocol"]["tracks"] == not_comparable
     assert (tmp_path / "e" / "plots" / "localisation.png").is_file()
-    assert "RBDC" in (tmp_path / "e" / "report.html").read_text()
-    assert "localisation: pixel AUC" in out
+    page = (tmp_path / "e" / "report.html").read_text()
+    assert "RBDC" in page and f'<p class="warn">RBDC/TBDC: {not_comparable}.</p>' in page
+    assert "localisation: pixel AUC" in out and "pixel-mask (not comparable to published RBDC/TBDC) tracks" in out
+
+
+def _annotate_scene(scene, folder):
+    """Track annotation files for the synthetic scene's test videos, from its masks: one track per
+    anomalous video (explicit ids 7 and 3), the box of each frame's mask in the published format
+    (0-based frames, inclusive corners). Video 01 (normal) gets no file. Returns the boxes per video."""
+    import cv2
+
+    folder.mkdir()
+    written = {}
+    for vid, track in (("02", 7), ("03", 3)):
+        lines = []
+        for f, path in enumerate(sorted((scene / "testing" / "masks" / vid).glob("*.png"))):
+            ys, xs = np.nonzero(cv2.imread(str(path), cv2.IMREAD_GRAYSCALE))
+            if len(xs):
+                lines.append(f"{track},{f},{xs.min()},{ys.min()},{xs.max()},{ys.max()}")
+        (folder / f"{vid}.txt").write_text("\n".join(lines) + "\n")
+        written[vid] = lines
+    return written
+
+
+def test_evaluate_with_annotated_tracks(trained, scene, cli, tmp_path):
+    run, cache = trained
+    written = _annotate_scene(scene, tmp_path / "tracks")
+    code, out, err = cli("evaluate", run, "--data", scene, "--cache-dir", cache, "--quiet", "--out", tmp_path / "e",
+                         "--gt-tracks", tmp_path / "tracks")
+    assert code == 0, err
+    loc = json.loads((tmp_path / "e" / "report.json").read_text())["localisation"]
+    p = loc["protocol"]
+    assert p["track_source"] == "annotations" and p["annotations"] == str(tmp_path / "tracks")
+    assert str(tmp_path / "tracks") in p["tracks"] and "not comparable" not in p["tracks"]
+    # every scored frame counts (36 - 2 edge frames per video, video 01 without a file too); the boxes
+    # of the edge frames 0 and 35 are dropped with them
+    scored = [line for lines in written.values() for line in lines if 1 <= int(line.split(",")[1]) <= 34]
+    assert (loc["rbdc_frames"], loc["frames"], loc["tracks"], loc["regions"]) == (3 * 34, 3 * 34, 2, len(scored))
+    for key in ("pixel_auc", "rbdc", "tbdc"):
+        assert 0 <= loc[key] <= 1
+    assert "2 annotated tracks" in out
+    page = (tmp_path / "e" / "report.html").read_text()
+    assert '<th scope="row">tracks from</th><td class="num">annotated tracks</td>' in page
+    assert str(tmp_path / "tracks") in page and "not comparable" not in page
+    # the bad folder: one line naming the file and the line, exit 2, before any scoring
+    bad = tmp_path / "bad"
+    shutil.copytree(tmp_path / "tracks", bad)
+    with open(bad / "03.txt", "a") as f:
+        f.write("3,20,5,5,4,9\n")
+    code, _, err = cli("evaluate", run, "--data", scene, "--cache-dir", cache, "--quiet", "--out", tmp_path / "b",
+                       "--gt-tracks", bad)
+    n = len(written["03"]) + 1
+    assert code == 2 and err.count("\n") == 1
+    assert f"track annotation file {bad / '03.txt'} line {n}: x_max 4 < x_min 5" in err
+    assert not (tmp_path / "b").exists()
+    code, _, err = cli("evaluate", run, "--data", scene, "--quiet", "--gt-tracks", tmp_path / "absent")
+    assert code == 2 and err.count("\n") == 1 and f"--gt-tracks {tmp_path / 'absent'}: does not exist" in err
+

@@ -522,3 +522,81 @@ def test_map_evaluation_merges_videos_in_the_order_asked():
     one.merge(two.state())
     r = one.result(["a", "b"])
     assert r["videos"] == ["a", "b"] and r["tracks"] == 2  # no track across the video boundary
+
+
+def test_annotated_box_scales_inclusive_corners_to_exclusive_map_pixels():
+    from ddlvad.localisation import annotated_box
+
+    # columns 2..7 of a 20-pixel-wide frame = [2, 8) -> [1, 4) on a 10-pixel-wide map
+    assert annotated_box((2, 2, 7, 7), (20, 20), (10, 10)) == (1.0, 1.0, 4.0, 4.0)
+    # the whole 856x480 ShanghaiTech frame is the whole map
+    assert annotated_box((0, 0, 855, 479), (480, 856), (256, 256)) == (0.0, 0.0, 256.0, 256.0)
+
+
+def test_annotated_tracks_golden_and_unlike_mask_tracks():
+    """RBDC/TBDC on 2 annotated tracks, worked by hand; the pixel-mask path on the same frames
+    gives another TBDC, so this fails if the annotations are ignored.
+
+    One video, 3 frames, maps 10x10, video frames 20x20 (annotations at twice the map's size).
+    Track 0 (object A): frames 0 and 2 (not 1: occluded), inclusive (2, 2, 7, 7) -> map box
+    (1, 1, 4, 4). Track 1 (object B): frames 0, 1, 2, (12, 12, 17, 17) -> (6, 6, 9, 9).
+    Maps at the one level 0.5: frame 1 has a blob at rows 0-1, cols 8-9 (a false positive), frame 2
+    lights A exactly. Regions 5 (A0, A2, B0, B1, B2), detected A2: RBDR 1/5 at FPR 1/3 (1 false
+    positive over 3 frames). Annotated tracks: A (1 of 2 regions >= 10 %) detected, B not: TBDR 1/2.
+    Curve from (0, 0): RBDC = 1/5 * (1 - 1/3) = 2/15, TBDC = 1/2 * 2/3 = 1/3.
+    Mask tracks: the gap splits A into two tracks (A0 and A2): 3 tracks, 1 detected: TBDC 2/9.
+    """
+    from ddlvad.localisation import MapEvaluation, annotated_box
+
+    a, b = annotated_box((2, 2, 7, 7), (20, 20), (10, 10)), annotated_box((12, 12, 17, 17), (20, 20), (10, 10))
+    assert (a, b) == ((1, 1, 4, 4), (6, 6, 9, 9))
+    maps = [np.zeros((10, 10)) for _ in range(3)]
+    maps[1][0:2, 8:10] = 0.7
+    maps[2][1:4, 1:4] = 0.9
+    truth = [[(0, a), (1, b)], [(1, b)], [(0, a), (1, b)]]
+    masks = []
+    for boxes in truth:
+        m = np.zeros((10, 10), bool)
+        for _, (x1, y1, x2, y2) in boxes:
+            m[int(y1):int(y2), int(x1):int(x2)] = True
+        masks.append(m)
+
+    annotated, from_masks = MapEvaluation([0.5], annotated=True), MapEvaluation([0.5])
+    for f in range(3):
+        annotated.add("v", maps[f], masks[f], truth[f])
+        from_masks.add("v", maps[f], masks[f])
+    r, m = annotated.result(), from_masks.result()
+    assert (r["regions"], r["tracks"], r["rbdc_frames"], r["curve"]["fpr"]) == (5, 2, 3, [1 / 3])
+    assert r["rbdc"] == pytest.approx(2 / 15) and r["tbdc"] == pytest.approx(1 / 3)
+    assert (m["regions"], m["tracks"]) == (5, 3)
+    assert m["rbdc"] == pytest.approx(2 / 15) and m["tbdc"] == pytest.approx(2 / 9)
+    # frames without a mask still count for RBDC/TBDC with annotations, not for the pixel AUC
+    annotated = MapEvaluation([0.5], annotated=True)
+    for f in range(3):
+        annotated.add("v", maps[f], None, truth[f])
+    r2 = annotated.result()
+    assert (r2["rbdc"], r2["tbdc"], r2["frames"], r2["rbdc_frames"], r2["pixel_auc"]) == (r["rbdc"], r["tbdc"], 0, 3,
+                                                                                           None)
+    with pytest.raises(ValueError, match="give the frame's boxes"):
+        annotated.add("v", maps[0], masks[0])
+    with pytest.raises(ValueError, match="give one"):
+        from_masks.add("v", maps[0])
+
+
+def test_describe_protocol_says_where_the_tracks_come_from():
+    from ddlvad.config import LocalisationProtocol
+    from ddlvad.localisation import TRACKS_FROM_MASKS, describe_protocol
+
+    p = LocalisationProtocol()
+    levels = p.levels({"region": 0.1})
+    masks = describe_protocol(p, levels)
+    assert masks["track_source"] == "pixel masks" and masks["annotations"] is None
+    assert masks["tracks"] == TRACKS_FROM_MASKS == ("tracks come from pixel masks (connected components linked by "
+                                                    "overlap): not comparable to published RBDC/TBDC")
+    assert (masks["beta"], masks["alpha"], masks["max_fpr"], masks["overlap"]) == (0.1, 0.1, 1.0, 0.4)
+    assert len(masks["levels"]) == 25 and masks["levels"][12] == 0.1
+    assert "25 levels" in masks["regions"] and "nearest neighbour" in masks["masks"] and "dropped" in masks["edge_frames"]
+    assert "IoU >= 0.1" in masks["rbdc_tbdc"] and ">= 10%" in masks["rbdc_tbdc"] and ">= 40%" in masks["pixel_auc"]
+    annotated = describe_protocol(p, levels, "/data/tracks")
+    assert annotated["track_source"] == "annotations" and annotated["annotations"] == "/data/tracks"
+    assert "/data/tracks" in annotated["tracks"] and "not comparable" not in annotated["tracks"]

@@ -124,6 +124,11 @@ FLAGS: dict[str, Flag] = {
     "scale": Flag({"type": float, "help": "beyond the paper: score frames at the training size times this "
                                           "factor (e.g. 1.25; default: the run's score.scale, 1)"}),
     "no-plots": Flag({"action": "store_true"}),
+    "gt-tracks": Flag({"metavar": "FOLDER",
+                       "help": "annotated tracks for RBDC/TBDC as published: VIDEO.txt per test video, a line "
+                               "track_id,frame,x_min,y_min,x_max,y_max per box (0-based frames, inclusive pixel "
+                               "corners of the video's frames) (default: ShanghaiTech's published tracks where the "
+                               "dataset keeps them, else tracks cut from the pixel masks, not comparable)"}),
     # detection
     "source": Flag({"help": "video file, folder of frame images, camera index (0) or stream URL"}),
     "threshold": Flag({"type": float, "help": "frame score above which a frame is anomalous (default: the run's)"}),
@@ -206,7 +211,7 @@ def _evaluate(args: argparse.Namespace) -> int:
                                    "sigma": args.sigma, "normalise": args.normalise,
                                    "flip": args.flip or None, "scale": args.scale}.items() if v is not None}
     common = dict(protocol=args.protocol, protocol_overrides=overrides, out=args.out, cache_dir=args.cache_dir,
-                  plots=not args.no_plots, progress=not args.quiet)
+                  plots=not args.no_plots, progress=not args.quiet, gt_tracks=args.gt_tracks)
     if is_scene_folder(args.run):
         if args.scene:
             raise UserError(f"{args.run} holds one run per scene: evaluate one scene with "
@@ -312,7 +317,7 @@ COMMANDS: dict[str, Command] = {
                       "force": {"help": "replace the run in --out"}}),
     "evaluate": Command("score the test split and write report.json, scores.csv, plots, report.html", _evaluate,
                         ("run", "data", "dataset", "scene", "cache-dir", "protocol", "smoothing", "window", "sigma",
-                         "normalise", "flip", "scale", "out", "no-plots", "quiet"),
+                         "normalise", "flip", "scale", "gt-tracks", "out", "no-plots", "quiet"),
                         {"run": {"positional": True, "help": "run folder (holds checkpoint.pt), or a folder of "
                                                               "per-scene runs (scene-*/)"},
                          "out": {"help": "output folder (default: RUN/eval)"}}),

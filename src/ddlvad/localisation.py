@@ -25,6 +25,10 @@ add 1 to each side in their IoU; convert with ``x2_exclusive = x2_inclusive + 1`
     implementation that most papers cite (M.-I. Georgescu et al., CVPR 2021 / TPAMI 2021,
     repository ``lilygeorgescu/AED``, ``evaluation/compute_tbdc_rbdc.py``); see
     :func:`rbdc_tbdc` for where the rules agree and the one place (tied scores) they differ.
+    The published criteria take their ground truth from *annotated object tracks* (one box per
+    anomalous object per frame, with a track id; :func:`annotated_box` brings such a box to a
+    map); without them :class:`MapEvaluation` cuts regions from the pixel masks and links them
+    into tracks, which is not the published protocol (:func:`describe_protocol` says which).
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ import numpy as np
 from sklearn.metrics import roc_auc_score
 
 from .config import LocalisationProtocol
-from .regions import Box, Region, as_box, iou_matrix, link_tracks, mask_regions, regions_from_map
+from .regions import Box, Region, Track, as_box, iou_matrix, link_tracks, mask_regions, regions_from_map
 
 
 # ------------------------------------------------------------------------------- ground truth
@@ -67,6 +71,17 @@ def resize_mask(mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
         return m.astype(bool)
     out = cv2.resize(m.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST)  # dsize is (W, H)
     return out.astype(bool)
+
+
+def annotated_box(corners: Sequence[int], frame_size: tuple[int, int], map_size: tuple[int, int]) -> Box:
+    """An annotated box in a map's pixels: ``(x_min, y_min, x_max, y_max)`` **inclusive** pixel
+    indices of a ``frame_size`` ``(H, W)`` video frame (the published track annotations) to
+    ``(x1, y1, x2, y2)`` of a ``map_size`` ``(h, w)`` map, ``x2``/``y2`` exclusive, by the exact
+    scale (floats; the box covers the same fraction of the frame). Example: columns 2..7 of a
+    20-pixel-wide frame cover [2, 8); on a 10-pixel-wide map that is [1, 4)."""
+    x_min, y_min, x_max, y_max = corners[:4]
+    (fh, fw), (h, w) = frame_size, map_size
+    return (x_min * w / fw, y_min * h / fh, (x_max + 1) * w / fw, (y_max + 1) * h / fh)  # exact at the edges
 
 
 # ---------------------------------------------------------------------- pixel-level AUC (UCSD)
@@ -379,21 +394,42 @@ class MapEvaluation:
     map's shape (see :func:`resize_mask`). :meth:`state` / :meth:`merge` carry the
     accumulated numbers between processes. ``protocol``: the criteria's parameters (default:
     :class:`ddlvad.config.LocalisationProtocol`'s).
+
+    The ground truth of RBDC/TBDC comes from one source for the whole test set: with
+    ``annotated`` the annotated boxes and track ids given to :meth:`add` (the published
+    protocol: a track is one annotated object, also across frames it skips); otherwise the
+    connected components of each mask, linked into tracks by :func:`link_tracks` (our rule; a
+    one-frame gap splits a track, touching objects merge into one region).
     """
 
-    def __init__(self, levels: Sequence[float], protocol: LocalisationProtocol | None = None) -> None:
+    def __init__(self, levels: Sequence[float], protocol: LocalisationProtocol | None = None, *,
+                 annotated: bool = False) -> None:
         self.levels = sorted(float(t) for t in levels)
         p = protocol or LocalisationProtocol()
         self.overlap, self.beta, self.alpha, self.max_fpr = p.overlap, p.beta, p.alpha, p.max_fpr
+        self.annotated = annotated
         self.videos: dict[str, dict[str, list]] = {}
 
-    def add(self, video: str, score_map: np.ndarray, mask: np.ndarray) -> None:
-        """The next scored frame of ``video``: its anomaly map ``(H, W)`` and mask ``(H, W)`` bool."""
-        v = self.videos.setdefault(video, {"values": [], "labels": [], "truth": [], "found": []})
-        value, label = pixel_auc_values(score_map, mask, self.overlap)
-        v["values"].append(value)
-        v["labels"].append(label)
-        v["truth"].append(mask_regions(mask))
+    def add(self, video: str, score_map: np.ndarray, mask: np.ndarray | None = None,
+            boxes: Sequence[tuple[int, Box]] | None = None) -> None:
+        """The next scored frame of ``video``: its anomaly map ``(H, W)``; ``mask`` ``(H, W)`` bool
+        (None: the frame has no pixel mask and stays out of the pixel AUC); with ``annotated``,
+        ``boxes`` = the frame's annotated ``(track id, box)`` pairs in map pixels (``x2``/``y2``
+        exclusive, :func:`annotated_box`; empty when none), else the mask is required."""
+        if self.annotated and boxes is None:
+            raise ValueError("annotated tracks: give the frame's boxes (an empty list when it has none)")
+        if not self.annotated and mask is None:
+            raise ValueError("without annotated tracks the ground truth is the mask: give one")
+        v = self.videos.setdefault(video, {"values": [], "labels": [], "truth": [], "ids": [], "found": []})
+        if mask is not None:
+            value, label = pixel_auc_values(score_map, mask, self.overlap)
+            v["values"].append(value)
+            v["labels"].append(label)
+        if boxes is not None:
+            v["truth"].append([as_box(b) for _, b in boxes])
+            v["ids"].append([int(t) for t, _ in boxes])
+        else:
+            v["truth"].append(mask_regions(mask))
         v["found"].append([[r.box for r in regions_from_map(score_map, level)] for level in self.levels])
 
     def state(self) -> dict:
@@ -402,9 +438,24 @@ class MapEvaluation:
     def merge(self, videos: dict) -> None:
         self.videos.update(videos)
 
+    def _tracks(self, order: Sequence[str], starts: list[int]) -> list[Track]:
+        """Ground-truth tracks of the videos in ``order`` (frames numbered across them)."""
+        if not self.annotated:
+            return link_tracks([x for v in order for x in self.videos[v]["truth"]], video_starts=starts)
+        tracks: dict[tuple[str, int], Track] = {}  # insertion order = order of first frame
+        first = 0
+        for v in order:
+            for f, (boxes, ids) in enumerate(zip(self.videos[v]["truth"], self.videos[v]["ids"], strict=True)):
+                for box, track in zip(boxes, ids, strict=True):
+                    tracks.setdefault((v, track), []).append((first + f, box))
+            first += len(self.videos[v]["truth"])
+        return list(tracks.values())
+
     def result(self, order: Sequence[str] | None = None) -> dict:
         """``pixel_auc``, ``rbdc``, ``tbdc`` (fractions, None when undefined), the RBDC/TBDC
-        points per level (false positives per frame, rates) and the counts behind them."""
+        points per level (false positives per frame, rates) and the counts behind them:
+        ``frames``/``abnormal_frames`` with a pixel mask (the pixel AUC's), ``rbdc_frames`` (every
+        frame added: the false positives' denominator), ``regions``, ``tracks``."""
         order = [v for v in (order or sorted(self.videos)) if v in self.videos]
         values = [x for v in order for x in self.videos[v]["values"]]
         labels = [x for v in order for x in self.videos[v]["labels"]]
@@ -412,10 +463,11 @@ class MapEvaluation:
         found = [x for v in order for x in self.videos[v]["found"]]
         starts = np.cumsum([0] + [len(self.videos[v]["truth"]) for v in order])[1:-1].tolist()
         out: dict = {"pixel_auc": pixel_auc_from_values(values, labels) if values else None,
-                     "frames": len(truth), "abnormal_frames": int(sum(labels)), "videos": order}
+                     "frames": len(values), "abnormal_frames": int(sum(labels)), "rbdc_frames": len(truth),
+                     "videos": order}
         if not truth:
             return {**out, "rbdc": None, "tbdc": None, "regions": 0, "tracks": 0, "curve": None}
-        tracks = link_tracks(truth, video_starts=starts)
+        tracks = self._tracks(order, starts)
         per_level = [rbdc_tbdc([[(*b, 1.0) for b in frame[k]] for frame in found], truth, self.beta, self.alpha,
                                self.max_fpr, tracks) for k in range(len(self.levels))]
         points = [(r["curve"]["fpr"][-1], r["curve"]["rbdr"][-1], r["curve"]["tbdr"][-1]) for r in per_level]
@@ -426,3 +478,57 @@ class MapEvaluation:
                 "regions": regions, "tracks": len(tracks),
                 "curve": {"levels": self.levels, "fpr": [p[0] for p in points], "rbdr": [p[1] for p in points],
                           "tbdr": [p[2] for p in points]}}
+
+
+# ------------------------------------------------------------------------ what the report says
+TRACKS_FROM_MASKS = ("tracks come from pixel masks (connected components linked by overlap): not comparable to "
+                     "published RBDC/TBDC")
+"""What a report says when RBDC/TBDC had no annotated tracks (:class:`MapEvaluation` without
+``annotated``)."""
+
+
+def describe_protocol(protocol: LocalisationProtocol, levels: Sequence[float],
+                      annotations: str | None = None) -> dict:
+    """The localisation protocol as ``report.json`` (``localisation.protocol``) and the HTML page
+    state it: one sentence per choice, plus the parameters as numbers. ``levels``: the map
+    thresholds used (:meth:`LocalisationProtocol.levels`); ``annotations``: where the annotated
+    tracks came from (a folder), or None when the tracks were cut from the pixel masks.
+
+    Keys: ``track_source`` (``"annotations"`` or ``"pixel masks"``), ``tracks``, ``map``,
+    ``edge_frames``, ``masks``, ``pixel_auc``, ``regions``, ``rbdc_tbdc`` (sentences);
+    ``annotations`` (the folder, or None), ``overlap``, ``beta``, ``alpha``, ``max_fpr``,
+    ``levels`` (numbers)."""
+    p = protocol
+    n = p.octaves * p.levels_per_octave
+    if annotations is None:
+        tracks = TRACKS_FROM_MASKS
+    else:
+        tracks = (f"ground-truth regions and tracks are the annotated boxes and track ids of {annotations} (one box "
+                  "per anomalous object per frame; frames 0-based, corners inclusive pixel indices of each video's "
+                  "own frames, scaled to the map's size): the ground truth of the published RBDC/TBDC; a video "
+                  "without a file has no annotated anomaly")
+    return {
+        "track_source": "pixel masks" if annotations is None else "annotations",
+        "tracks": tracks,
+        "map": "anomaly map: each pixel's largest patch-mean error over the patch x patch windows containing it "
+               "(stride 1), at the model's frame size",
+        "edge_frames": "frames without a full window (the first and last (T - 1) / 2 of each video, T = the window "
+                       "length) have no map and are dropped with their masks and annotated boxes: they count neither "
+                       "as ground truth nor in the false positives per frame",
+        "masks": "pixel masks are resized to the map's size by nearest neighbour",
+        "pixel_auc": f"UCSD rule: at threshold t a frame is abnormal when any pixel of its map exceeds t; an abnormal "
+                     f"frame counts as detected only when the pixels above t cover >= {p.overlap:.0%} of its mask; "
+                     f"frames with a pixel mask only",
+        "regions": f"detected regions = connected components (8-connected) of map > t at each of {len(levels)} "
+                   f"levels t = base x 2^(k/{p.levels_per_octave}), k = -{n}..{n} (base: the run's region threshold, else "
+                   f"its frame threshold, else {p.fallback_level}); each level gives one point (false positives "
+                   f"per frame, detection rate), the curve takes the best rate reachable at each FPR",
+        "rbdc_tbdc": f"Ramachandra & Jones (WACV 2020): a ground-truth region is detected by a region of its frame "
+                     f"with IoU >= {p.beta:g}; a region overlapping no ground-truth region with IoU >= {p.beta:g} is "
+                     f"a false positive; a ground-truth track is detected when >= {p.alpha:.0%} of its regions "
+                     f"are; area under detection rate vs false positives per frame (over every frame with a map) "
+                     f"for FPR in [0, {p.max_fpr:g}], divided by {p.max_fpr:g}",
+        "annotations": annotations,
+        "overlap": p.overlap, "beta": p.beta, "alpha": p.alpha, "max_fpr": p.max_fpr,
+        "levels": [float(f"{t:.6g}") for t in levels],
+    }

@@ -96,9 +96,11 @@ def print_summary(report: dict, stream: TextIO | None = None) -> None:
           f"{report.get('frames_scored')} frames scored", file=stream)
     loc = report.get("localisation")
     if loc:
+        source = (loc.get("protocol") or {}).get("track_source")
+        source = "annotated" if source == "annotations" else "pixel-mask (not comparable to published RBDC/TBDC)"
         print(f"localisation: pixel AUC {_pct(loc.get('pixel_auc'))} | RBDC {_pct(loc.get('rbdc'))} | "
               f"TBDC {_pct(loc.get('tbdc'))} | {loc.get('frames')} frames with masks, {loc.get('regions')} "
-              f"regions, {loc.get('tracks')} tracks", file=stream)
+              f"regions, {loc.get('tracks')} {source} tracks", file=stream)
 
 
 def print_scene_summary(report: dict, stream: TextIO | None = None) -> None:

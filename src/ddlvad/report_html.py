@@ -125,14 +125,20 @@ def _scenes(agg: dict) -> list[str]:
 
 def _localisation(loc: dict, uri: str | None) -> list[str]:
     e = html.escape
+    protocol = loc.get("protocol") or {}
+    annotated = protocol.get("track_source") == "annotations"
     rows = [("pixel-level AUC (40 % rule)", _pct(loc.get("pixel_auc"))), ("RBDC", _pct(loc.get("rbdc"))),
             ("TBDC", _pct(loc.get("tbdc"))), ("frames with pixel masks", _int(loc.get("frames"))),
             ("abnormal frames among them", _int(loc.get("abnormal_frames"))),
-            ("ground-truth regions", _int(loc.get("regions"))), ("ground-truth tracks", _int(loc.get("tracks")))]
+            ("frames in RBDC/TBDC", _int(loc.get("rbdc_frames"))),
+            ("ground-truth regions", _int(loc.get("regions"))), ("ground-truth tracks", _int(loc.get("tracks"))),
+            ("tracks from", "annotated tracks" if annotated else "pixel masks")]
     out = ['<section id="localisation"><h2>Localisation</h2><table>', _rows(rows), "</table>"]
+    if protocol and not annotated:
+        out.append(f'<p class="warn">RBDC/TBDC: {e(str(protocol.get("tracks", "")))}.</p>')
     if uri:
         out.append(_img(uri, "RBDC and TBDC curves"))
-    for key, text in (loc.get("protocol") or {}).items():
+    for key, text in protocol.items():
         out.append(f'<p class="note"><b>{e(key)}</b>: {e(str(text))}</p>')
     return out + ["</section>"]
 

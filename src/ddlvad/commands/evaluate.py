@@ -13,12 +13,14 @@ from ..checkpoint import load_model, model_file
 from ..config import Config, LocalisationProtocol, get_protocol
 from ..conv_layout import choose as choose_layout
 from ..data.frames import FrameSpec, FrameStore
-from ..data.labels import load_pixel_masks
-from ..data.layouts import DatasetIndex, VideoRecord, index_dataset
+from ..data.labels import TrackAnnotation, load_pixel_masks, read_track_folder
+from ..data.layouts import DatasetIndex, VideoRecord, find_track_annotations, index_dataset
+from ..data.video import first_frame_size
 from ..errors import UserError
-from ..localisation import MapEvaluation
+from ..localisation import MapEvaluation, annotated_box, describe_protocol
 from ..metrics import frame_metrics
 from ..models import apply_layout
+from ..regions import Box
 from ..report import write_evaluation
 from ..runs import convergence_warning, evaluation_dir
 from ..score import Scorer
@@ -26,9 +28,12 @@ from . import Log, silent, to_stderr
 
 
 def score_split(scorer: Scorer, cfg: Config, index: DatasetIndex, progress: bool = True,
-                maps: MapEvaluation | None = None) -> dict[str, np.ndarray]:
+                maps: MapEvaluation | None = None,
+                annotations: dict[str, TrackAnnotation] | None = None) -> dict[str, np.ndarray]:
     """Frame scores (NaN at the edges) of every testing video, keyed by video id in index order.
-    With ``maps``, the anomaly maps of the videos that have pixel masks go into it as well.
+    With ``maps``, the anomaly maps of the videos that have pixel masks go into it as well; when
+    ``maps`` takes annotated tracks, those of every video, with its boxes from ``annotations``
+    (video id -> its annotation file; a video without one has no annotated anomaly).
 
     Under torchrun each rank scores whole videos (dealt by frame count, see
     :func:`distributed.split_by_size`) and every rank receives all the scores: each frame is
@@ -44,8 +49,9 @@ def score_split(scorer: Scorer, cfg: Config, index: DatasetIndex, progress: bool
         store = FrameStore(mine, FrameSpec.for_scoring(cfg), cfg.data.cache_dir, progress=show)
         for record, frames in tqdm(list(zip(store.videos, store.arrays)), desc="scoring", unit="video",
                                    disable=not show):
-            if maps is not None and record.masks is not None:
-                part[record.video_id] = _score_with_maps(scorer, record, frames, maps)
+            if maps is not None and (maps.annotated or record.masks is not None):
+                annotation = (annotations or {}).get(record.video_id)
+                part[record.video_id] = _score_with_maps(scorer, record, frames, maps, annotation)
             else:
                 part[record.video_id] = scorer.score_video(frames)
     scores = distributed.gather_dicts(part)
@@ -55,32 +61,59 @@ def score_split(scorer: Scorer, cfg: Config, index: DatasetIndex, progress: bool
     return {r.video_id: scores[r.video_id] for r in records}
 
 
-def _score_with_maps(scorer: Scorer, record: VideoRecord, frames: np.ndarray, maps: MapEvaluation) -> np.ndarray:
-    """Frame scores of one video; each scored frame's anomaly map and mask go into ``maps``."""
-    masks = load_pixel_masks(record.masks, frames.shape[1:3])
-    if len(masks) != len(frames):
-        raise UserError(f"pixel masks of {record.name} in {record.masks}: {len(masks)} masks for {len(frames)} "
-                        f"frames; use the masks of this video")
+def _score_with_maps(scorer: Scorer, record: VideoRecord, frames: np.ndarray, maps: MapEvaluation,
+                     annotation: TrackAnnotation | None = None) -> np.ndarray:
+    """Frame scores of one video; each scored frame's anomaly map, mask (where the video has
+    masks) and annotated boxes (when ``maps`` takes annotated tracks) go into ``maps``."""
+    size = frames.shape[1:3]  # (H, W) of the frames scored, hence of their anomaly maps
+    masks = None
+    if record.masks is not None:
+        masks = load_pixel_masks(record.masks, size)
+        if len(masks) != len(frames):
+            raise UserError(f"pixel masks of {record.name} in {record.masks}: {len(masks)} masks for {len(frames)} "
+                            f"frames; use the masks of this video")
+    boxes = _annotated_boxes(record, annotation, len(frames), size) if maps.annotated else None
     scores = []
     for r in scorer.stream(frames):
         scores.append(r.score)
-        if r.anomaly_map is not None:  # edge frames are dropped, masks with them
-            maps.add(record.video_id, r.anomaly_map.numpy(), masks[r.index])
+        if r.anomaly_map is not None:  # edge frames are dropped, masks and boxes with them
+            maps.add(record.video_id, r.anomaly_map.numpy(), None if masks is None else masks[r.index],
+                     None if boxes is None else boxes[r.index])
     return np.array(scores, dtype=np.float64)
 
 
-LOCALISATION_PROTOCOL = {
-    "map": "anomaly map: each pixel's largest patch-mean error over the patch x patch windows containing it "
-           "(stride 1), at the model's frame size; masks resized to it (nearest neighbour); edge frames dropped",
-    "pixel_auc": "UCSD rule: at threshold t a frame is abnormal when any pixel of its map exceeds t; an abnormal "
-                 "frame counts as detected only when the pixels above t cover >= 40 % of its mask",
-    "rbdc_tbdc": "Ramachandra & Jones (WACV 2020): regions = connected components (8-connected) of map > t at each "
-                 "level t; a ground-truth region (connected component of a mask) is detected by a region with "
-                 "IoU >= 0.1; a region overlapping no ground-truth region with IoU >= 0.1 is a false positive; a "
-                 "ground-truth track (regions linked by overlap in consecutive frames) is detected when >= 10 % "
-                 "of its regions are; area under detection rate vs false positives per frame for FPR in [0, 1], "
-                 "the best rate reachable at each FPR",
-}
+def _annotated_boxes(record: VideoRecord, annotation: TrackAnnotation | None, count: int,
+                     map_size: tuple[int, int]) -> list[list[tuple[int, Box]]]:
+    """``(track id, box)`` per frame of one video, boxes scaled from the video's own frame size
+    (the annotation's pixels) to ``map_size``; empty lists for a video without annotation."""
+    out: list[list[tuple[int, Box]]] = [[] for _ in range(count)]
+    if annotation is None:
+        return out
+    size = first_frame_size(record)
+    for b in annotation.checked(count, size, record.name):
+        out[b.frame].append((b.track, annotated_box(b[2:6], size, map_size)))
+    return out
+
+
+def _track_annotations(index: DatasetIndex, folder: str | Path | None,
+                       log: Log) -> tuple[Path, dict[str, TrackAnnotation]] | None:
+    """The annotated tracks for RBDC/TBDC: those of ``folder`` (``--gt-tracks``), else ShanghaiTech's
+    published tracks where the dataset keeps them (:func:`find_track_annotations`), else None."""
+    if folder is None:
+        folder = find_track_annotations(index)
+        if folder is None:
+            return None
+    elif not Path(folder).is_dir():
+        raise UserError(f"--gt-tracks {folder}: does not exist or is not a folder (give the folder of VIDEO.txt "
+                        f"track annotations)")
+    folder = Path(folder)
+    annotations = read_track_folder(folder, [r.video_id for r in index.testing])
+    missing = [r.video_id for r in index.testing
+               if r.video_id not in annotations and r.labels is not None and r.labels.any()]
+    if missing:
+        log(f"note: {len(missing)} test videos with abnormal frames have no track file in {folder} "
+            f"({', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''}): RBDC/TBDC counts no anomaly in them")
+    return folder, annotations
 
 
 def _frame_count(record: VideoRecord) -> int:
@@ -94,14 +127,19 @@ def _frame_count(record: VideoRecord) -> int:
 def evaluate(run: str | Path, root: str | Path, *, dataset: str | None = None, scene: str | None = None,
              protocol: str = "paper", protocol_overrides: dict | None = None, out: str | Path | None = None,
              cache_dir: str | None = None, plots: bool = True, progress: bool = True, log: Log = to_stderr,
-             keep_scores: dict | None = None, localisation: bool = True) -> dict:
+             keep_scores: dict | None = None, localisation: bool = True, gt_tracks: str | Path | None = None) -> dict:
     """Score every test frame of ``root`` with the trained model of ``run`` and write
     ``report.json``, ``scores.csv``, plots and ``report.html`` (default ``RUN/eval``).
 
     Under torchrun the videos are shared among the ranks (:func:`score_split`) and rank 0
     writes the files; every rank returns the report. ``keep_scores``, when given, receives
-    ``video id -> (scores, labels)``. Where the test videos have pixel masks (and
-    ``localisation``), ``report["localisation"]`` holds the pixel AUC, RBDC and TBDC.
+    ``video id -> (scores, labels)``. Where the test videos have pixel masks or annotated tracks
+    (and ``localisation``), ``report["localisation"]`` holds the pixel AUC, RBDC and TBDC and,
+    under ``protocol``, how they were measured. RBDC/TBDC take their ground truth from the
+    annotated tracks of ``gt_tracks`` (a folder of ``<video id>.txt``,
+    :func:`ddlvad.data.labels.read_track_file`), else from ShanghaiTech's published tracks where
+    the dataset keeps them (:data:`ddlvad.data.layouts.TRACK_ANNOTATION_FOLDERS`), else from the
+    pixel masks (not the published protocol; the report says so).
     """
     run = Path(run)
     if not distributed.is_main():
@@ -121,18 +159,21 @@ def evaluate(run: str | Path, root: str | Path, *, dataset: str | None = None, s
     cfg.score.flip, cfg.score.scale = proto.flip, proto.scale
     spec = FrameSpec.for_scoring(cfg)
     index = index_dataset(root, cfg.data.dataset, cfg.data.scene, splits=("testing",))
-    maps = None
-    if localisation and any(r.masks is not None for r in index.testing):
-        protocol = LocalisationProtocol()
-        maps = MapEvaluation(protocol.levels(ckpt.get("threshold")), protocol)
+    maps, folder, annotations = None, None, None
+    if localisation:
+        folder, annotations = _track_annotations(index, gt_tracks, log) or (None, None)
+    if annotations is not None or (localisation and any(r.masks is not None for r in index.testing)):
+        loc_protocol = LocalisationProtocol()
+        maps = MapEvaluation(loc_protocol.levels(ckpt.get("threshold")), loc_protocol,
+                             annotated=annotations is not None)
     t0 = time.perf_counter()
-    scores = score_split(Scorer(model, cfg.score), cfg, index, progress, maps)
+    scores = score_split(Scorer(model, cfg.score), cfg, index, progress, maps, annotations)
     seconds = time.perf_counter() - t0
     videos = {r.video_id: (scores[r.video_id], r.labels) for r in index.testing}
     report = frame_metrics(videos, proto)
     if maps is not None:
-        report["localisation"] = {**maps.result([r.video_id for r in index.testing]),
-                                  "protocol": LOCALISATION_PROTOCOL}
+        described = describe_protocol(loc_protocol, maps.levels, None if folder is None else str(folder))
+        report["localisation"] = {**maps.result([r.video_id for r in index.testing]), "protocol": described}
     report.update({
         "run": str(run), "data": str(Path(root)), "dataset": index.dataset, "scene": cfg.data.scene,
         "model": {"arch": cfg.model.arch, "mode": cfg.ddl.mode, "latent": cfg.model.latent,

@@ -176,12 +176,13 @@ def _visible_gpus() -> list[str]:
 def evaluate_scenes(folder: str | Path, root: str | Path, *, protocol: str = "paper",
                     protocol_overrides: dict | None = None, out: str | Path | None = None,
                     cache_dir: str | None = None, plots: bool = True, progress: bool = True,
-                    log: Log = to_stderr) -> dict:
+                    log: Log = to_stderr, gt_tracks: str | Path | None = None) -> dict:
     """Evaluate each ``folder/scene-S`` run on scene S's test videos (its report in
     ``scene-S/eval``) and write ``folder/eval/report.json``: per-scene AUCs, their median
     (the paper's ShanghaiTech figure) and mean, and the micro AUC pooled over every scene's
     frames (:func:`ddlvad.metrics.aggregate_scenes`). Scene folders without a checkpoint are
-    listed under ``missing``; scenes without test videos under ``not_evaluated``."""
+    listed under ``missing``; scenes without test videos under ``not_evaluated``. ``gt_tracks``:
+    the annotated tracks of RBDC/TBDC, passed to each scene's :func:`evaluate`."""
     folder = Path(folder)
     if not distributed.is_main():
         log = silent
@@ -201,7 +202,7 @@ def evaluate_scenes(folder: str | Path, root: str | Path, *, protocol: str = "pa
         log(f"scene {scene}: evaluating {run}")
         reports[scene] = evaluate(run, root, scene=scene, protocol=protocol, protocol_overrides=protocol_overrides,
                                   out=run / "eval", cache_dir=cache_dir, plots=plots, progress=progress, log=log,
-                                  keep_scores=videos)
+                                  keep_scores=videos, gt_tracks=gt_tracks)
     if not reports:
         raise UserError(f"none of the scene runs in {folder} has test videos in {root}")
     first = reports[min(reports)]["protocol"]

@@ -1,17 +1,22 @@
-"""Parse the official ground-truth files into per-frame 0/1 arrays.
+"""Parse the official ground-truth files: per-frame 0/1 arrays, pixel masks, annotated tracks.
 
-Every function returns labels as ``np.ndarray`` of ``uint8`` with one value per frame,
-0 (normal) or 1 (abnormal), indexed from frame 0. Range-style sources (UCSD's ``.m`` and
+Every frame-label function returns labels as ``np.ndarray`` of ``uint8`` with one value per
+frame, 0 (normal) or 1 (abnormal), indexed from frame 0. Range-style sources (UCSD's ``.m`` and
 ``ped2.mat``) are returned as 1-based inclusive ``(first, last)`` ranges, because their
 length is only known once the frames are counted: :func:`ranges_to_labels` turns them
-into arrays. Any file that cannot be parsed raises :class:`UserError` naming it.
+into arrays. Annotated object tracks (the ground truth of the published RBDC/TBDC) are read by
+:func:`read_track_file` / :func:`read_track_folder`. Any file that cannot be parsed raises
+:class:`UserError` naming it (and, for text formats, the line).
 """
 
 from __future__ import annotations
 
 import re
 import zipfile
+from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -197,6 +202,125 @@ def load_label_folder(folder: str | Path) -> dict[str, np.ndarray]:
     for path in sorted(folder.iterdir()):
         if path.suffix.lower() in (".npy", ".txt") and not path.name.startswith("."):
             out[path.stem] = load_label_file(path)
+    return out
+
+
+# ---------------------------------------------------------------- annotated object tracks
+TRACK_COLUMNS = "track_id,frame,x_min,y_min,x_max,y_max"
+"""The columns of a track annotation line, as the published ShanghaiTech files (Georgescu et al.,
+TPAMI 2021, ``lilygeorgescu/AED`` ``annotations/ShanghaiTech/``) write them."""
+
+_INT = re.compile(r"[+-]?[0-9]+")
+
+
+class AnnotatedBox(NamedTuple):
+    """One line of a track annotation file: the box of one anomalous object in one frame.
+
+    ``frame`` is 0-based; ``x_min .. x_max`` and ``y_min .. y_max`` are **inclusive** pixel indices
+    of the video's own frames (``x_max = W - 1`` touches the right edge). ``line``: 1-based line.
+    """
+
+    track: int
+    frame: int
+    x_min: int
+    y_min: int
+    x_max: int
+    y_max: int
+    line: int
+
+
+@dataclass(frozen=True)
+class TrackAnnotation:
+    """The annotated tracks of one video's anomalous objects (one ``VIDEO.txt``): one box per
+    object per frame, a track id per object. Track ids are per video (the same id in two videos
+    names two tracks) and a track may skip frames (it stays one track)."""
+
+    path: Path
+    boxes: tuple[AnnotatedBox, ...]
+    """In file order."""
+
+    @property
+    def track_ids(self) -> list[int]:
+        """The distinct track ids, sorted."""
+        return sorted({b.track for b in self.boxes})
+
+    def checked(self, num_frames: int, size: tuple[int, int], video: str) -> tuple[AnnotatedBox, ...]:
+        """The boxes, after checking them against the video they annotate: ``num_frames`` frames
+        of ``size`` ``(H, W)`` pixels. Raises :class:`UserError` naming the file, the line and
+        ``video`` for a frame past the end or a box outside the frame."""
+        h, w = size
+        for b in self.boxes:
+            where = f"track annotation file {self.path} line {b.line}"
+            if b.frame >= num_frames:
+                raise UserError(f"{where}: frame {b.frame} but {video} has {num_frames} frames (0-based "
+                                f"0..{num_frames - 1}): these annotations are not of this video")
+            if b.x_max >= w or b.y_max >= h:
+                raise UserError(f"{where}: box x {b.x_min}..{b.x_max}, y {b.y_min}..{b.y_max} (inclusive) lies "
+                                f"outside the {w}x{h} frames of {video}: annotations made for another frame size?")
+        return self.boxes
+
+
+def read_track_file(path: str | Path) -> TrackAnnotation:
+    """Read one track annotation file: a line ``track_id,frame,x_min,y_min,x_max,y_max`` per box,
+    integers, frames 0-based, corners inclusive pixel indices (see :class:`AnnotatedBox`). Blank
+    lines are skipped; an empty file is a video without annotated anomalies.
+
+    Raises :class:`UserError` naming the file and line for: a count of values other than 6, a value
+    that is not an integer, a negative track id, frame or coordinate, ``x_max < x_min`` or
+    ``y_max < y_min``, and a second box for the same track and frame.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"cannot read track annotation file {path}: {exc}") from None
+    boxes: list[AnnotatedBox] = []
+    seen: dict[tuple[int, int], int] = {}
+    for lineno, raw in enumerate(text.splitlines(), 1):
+        if not raw.strip():
+            continue
+        where = f"track annotation file {path} line {lineno}"
+        values = [v.strip() for v in raw.split(",")]
+        if len(values) != 6:
+            raise UserError(f"{where}: {len(values)} values, expected 6 ({TRACK_COLUMNS})")
+        bad = next((v for v in values if not _INT.fullmatch(v)), None)
+        if bad is not None:
+            raise UserError(f"{where}: {bad!r} is not an integer ({TRACK_COLUMNS} are integers)")
+        box = AnnotatedBox(*map(int, values), lineno)
+        if box.track < 0:
+            raise UserError(f"{where}: track id {box.track} is negative")
+        if box.frame < 0:
+            raise UserError(f"{where}: frame {box.frame} is negative (frames are 0-based)")
+        if min(box.x_min, box.y_min) < 0:
+            raise UserError(f"{where}: negative pixel coordinate in {raw.strip()!r}")
+        if box.x_max < box.x_min or box.y_max < box.y_min:
+            axis = "x" if box.x_max < box.x_min else "y"
+            lo, hi = (box.x_min, box.x_max) if axis == "x" else (box.y_min, box.y_max)
+            raise UserError(f"{where}: {axis}_max {hi} < {axis}_min {lo} (corners are {axis}_min <= {axis}_max, "
+                            f"inclusive)")
+        first = seen.setdefault((box.track, box.frame), lineno)
+        if first != lineno:
+            raise UserError(f"{where}: track {box.track} already has a box in frame {box.frame} (line {first}): "
+                            f"one box per track and frame")
+        boxes.append(box)
+    return TrackAnnotation(path, tuple(boxes))
+
+
+def read_track_folder(folder: str | Path, video_ids: Iterable[str]) -> dict[str, TrackAnnotation]:
+    """The track annotations ``folder/<video id>.txt`` of the videos ``video_ids`` (ids as
+    :mod:`ddlvad.data.layouts` names them, e.g. ``01_0014``), keyed by id; a video without a file
+    is left out (it has no annotated anomaly). Other files are ignored. Raises :class:`UserError`
+    when ``folder`` is not a folder or holds the file of none of the videos."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise UserError(f"track annotation folder {folder} does not exist or is not a folder")
+    ids = list(video_ids)
+    out = {vid: read_track_file(folder / f"{vid}.txt") for vid in ids if (folder / f"{vid}.txt").is_file()}
+    if not out:
+        found = sorted(p.name for p in folder.glob("*.txt"))
+        raise UserError(f"track annotation folder {folder} holds no file of a test video: expected "
+                        f"VIDEO.txt per test video (e.g. {ids[0] if ids else '01_0014'}.txt), found "
+                        f"{', '.join(found[:3]) + (' ...' if len(found) > 3 else '') if found else 'no .txt file'}")
     return out
 
 

@@ -19,7 +19,9 @@ Supported layouts (``DatasetIndex.layout``), detected by :func:`detect_dataset`:
     ROOT/labels.
 ``shanghaitech``
     ``training/videos/01_001.avi`` (or ``training/frames/01_001/``), ``testing/frames/01_0014/``,
-    labels ``testing/test_frame_mask/01_0014.npy``. Scene = the id's prefix before ``_``.
+    labels ``testing/test_frame_mask/01_0014.npy``. Scene = the id's prefix before ``_``. The
+    published track annotations of RBDC/TBDC (``01_0014.txt``, Georgescu et al.) are found by
+    :func:`find_track_annotations` in the first of :data:`TRACK_ANNOTATION_FOLDERS`.
 ``folder``
     ``ROOT/{training,testing}/`` holding frame folders or video files, directly or under
     ``frames/`` or ``videos/``; optional labels ``ROOT/testing/labels/<video>.npy|.txt`` and
@@ -58,6 +60,9 @@ VIDEO_EXTS = (".avi", ".mp4", ".mkv", ".mov", ".m4v", ".mpg", ".mpeg", ".webm")
 # Sub-folders of a split that hold annotations, never frames of a video.
 _NOT_VIDEOS = {"labels", "boxes", "tracks", "masks", "test_frame_mask", "test_pixel_mask", "gt"}
 _PED_SIZES = {(158, 238): "ped1", (240, 360): "ped2"}  # (height, width) of the originals
+TRACK_ANNOTATION_FOLDERS = ("testing/test_track_annotations", "testing/tracks", "tracks")
+"""Where :func:`find_track_annotations` looks for ShanghaiTech's published track annotations,
+relative to the dataset root, in this order."""
 
 
 @dataclass(frozen=True)
@@ -350,6 +355,20 @@ def _index_shanghaitech(root: Path, splits: tuple[str, ...]) -> dict[str, list[V
         if masks.is_dir():
             out["testing"] = _attach_arrays(out["testing"], lab.load_label_folder(masks), masks)
     return out
+
+
+def find_track_annotations(index: DatasetIndex) -> Path | None:
+    """The folder of published track annotations (``<video id>.txt``, read with
+    :func:`ddlvad.data.labels.read_track_folder`) of a ShanghaiTech root: the first of
+    :data:`TRACK_ANNOTATION_FOLDERS` that holds the file of a testing video; None when none does
+    or the dataset is not ShanghaiTech (other datasets publish no such tracks: give the folder)."""
+    if index.dataset != "shanghaitech":
+        return None
+    for name in TRACK_ANNOTATION_FOLDERS:
+        folder = index.root / name
+        if folder.is_dir() and any((folder / f"{r.video_id}.txt").is_file() for r in index.testing):
+            return folder
+    return None
 
 
 def _with_scene(record: VideoRecord) -> VideoRecord:

@@ -248,12 +248,12 @@ def create_app(view: WatchView, *, token: str | None) -> FastAPI:
         frame (with overlay), starting with the newest; for an ``<img>``. Ends when the client goes
         away, the camera disappears or the server stops. 503 beyond :data:`MAX_LIVE` open views."""
         first = await anyio.to_thread.run_sync(camera, name, view.latest_frame)
-        with live_lock:
-            if app.state.live >= MAX_LIVE:
-                raise HTTPException(503, f"{MAX_LIVE} live views are open already", headers={"Retry-After": "5"})
-            app.state.live += 1
+        if app.state.live >= MAX_LIVE:
+            raise HTTPException(503, f"{MAX_LIVE} live views are open already", headers={"Retry-After": "5"})
 
         async def parts():
+            with live_lock:  # counted here, where the finally below is sure to run
+                app.state.live += 1
             try:
                 after = -1
                 if first is not None:

@@ -53,6 +53,20 @@ def scene(tmp_path_factory) -> Path:
     return root
 
 
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory, scene) -> tuple[Path, Path]:
+    """``ddlvad train`` (tiny preset, 60 steps) on :func:`scene`, once per session: ``(run, cache)``.
+    The ground-truth tracks that ``ddlvad synth`` writes serve as the pseudo-anomaly boxes. Do not
+    modify the run (copy it first)."""
+    from ddlvad.cli import main
+
+    base = tmp_path_factory.mktemp("tiny-run")
+    cache, run = base / "cache", base / "run"
+    assert main(["train", "--data", str(scene), "--preset", "tiny", "--steps", "60", "--lr", "0.01",
+                 "--out", str(run), "--cache-dir", str(cache), "--quiet"]) == 0
+    return run, cache
+
+
 @pytest.fixture
 def cli(capfd):
     """Run ``ddlvad ARGS...`` in-process: ``cli(*args) -> (exit code, stdout, stderr)``."""

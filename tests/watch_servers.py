@@ -23,7 +23,7 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -67,11 +67,14 @@ class MjpegServer:
     """An MJPEG-over-HTTP camera on ``127.0.0.1:port`` sending numbered frames at ``fps``.
 
     ``url`` is the stream's address. ``sent`` is the number of the next frame: numbers run on
-    across connections and outages, so a client sees which frames it missed.
+    across connections and outages, so a client sees which frames it missed. ``image``: the
+    picture of frame ``number`` (default: :func:`counter_image`).
     """
 
-    def __init__(self, fps: float = 20.0, size: tuple[int, int] = (96, 160)) -> None:
+    def __init__(self, fps: float = 20.0, size: tuple[int, int] = (96, 160),
+                 image: Callable[[int], np.ndarray] | None = None) -> None:
         self.fps, self.size = fps, size
+        self.image = image or (lambda number: counter_image(number, size))
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}/video.mjpg"
         self.sent = 0
@@ -141,7 +144,7 @@ class MjpegServer:
 
     # -- serving ---------------------------------------------------------------------------
     def _encode(self, number: int) -> bytes:
-        ok, jpeg = cv2.imencode(".jpg", counter_image(number, self.size), [cv2.IMWRITE_JPEG_QUALITY, 90])
+        ok, jpeg = cv2.imencode(".jpg", self.image(number), [cv2.IMWRITE_JPEG_QUALITY, 90])
         assert ok
         return jpeg.tobytes()
 

@@ -345,8 +345,22 @@ class GroundRenderer:
         sp.blur(dx * EXPOSURE, dy * EXPOSURE)
         return sp
 
+    def _density(self, frames: int) -> np.ndarray:
+        """Normal walkers wanted about, per frame: fixed per video, or (``density_changes``)
+        ramping from quiet to dense or back within it."""
+        spec, r = self.spec, self.rng
+        lo, hi = spec.walkers
+        if spec.density_changes:
+            a, b = r.uniform(0, 0.2), r.uniform(0.8, 1.0)
+            ends = (a, b) if r.random() < 0.5 else (b, a)
+            ramp = np.clip(np.arange(frames) / max(frames - 1, 1) * r.uniform(1.3, 2.0) - r.uniform(0, 0.2), 0, 1)
+            density = ends[0] + (ends[1] - ends[0]) * ramp * ramp * (3 - 2 * ramp)  # smoothstep
+        else:
+            density = np.full(frames, r.uniform(0, 1))
+        return np.rint(lo + (hi - lo) * density).astype(int)
+
     def _lighting(self, frames: int) -> tuple:
-        """Per-video gain(t), contrast(t) and cloud shadow(t) (None: constant light)."""
+        """Per-video gain(t), contrast(t) and cloud shadow (None: no cloud in this video)."""
         spec, r, W, H = self.spec, self.rng, self.cam.width, self.cam.height
         cycles, phase = r.uniform(0.5, 1.0, 2), r.uniform(0, 2 * math.pi, 2)
         t = np.arange(frames) / frames
@@ -362,93 +376,98 @@ class GroundRenderer:
             cloud = (x0, cy, rx, ry, speed, t0)
         return gain, contrast, cloud
 
-    def render(self, frames: int, anomalies: list[tuple[int, str]]) -> Video:
-        spec, r, S = self.spec, self.rng, self.S
-        W, H = self.cam.width, self.cam.height
-        quality = int(r.integers(spec.jpeg_quality[0], spec.jpeg_quality[1] + 1))
-        lo, hi = spec.walkers
-        if spec.density_changes:  # quiet -> dense or dense -> quiet
-            a, b = r.uniform(0, 0.2), r.uniform(0.8, 1.0)
-            ends = (a, b) if r.random() < 0.5 else (b, a)
-            ramp = np.clip(np.arange(frames) / max(frames - 1, 1) * r.uniform(1.3, 2.0) - r.uniform(0, 0.2), 0, 1)
-            density = ends[0] + (ends[1] - ends[0]) * ramp * ramp * (3 - 2 * ramp)
-        else:
-            density = np.full(frames, r.uniform(0, 1))
-        target = np.rint(lo + (hi - lo) * density).astype(int)
-        gain, contrast, cloud = self._lighting(frames)
-        actors: list[_Actor] = []
-        for _ in range(target[0]):
+    def _arrive(self, wanted: int, actors: list[_Actor]) -> None:
+        """Walkers come in, more the more are missing (``arrival`` per missing walker)."""
+        missing = wanted - sum(o.anomaly is None for o in actors)
+        for _ in range(self.rng.poisson(self.spec.arrival * missing) if missing > 0 else 0):
             ob = self._walker()
-            if self.place(ob):
+            if self.enter(ob, behind=self.rng.uniform(0, 2)):  # staggered: no clumps where a crowd grows
                 actors.append(ob)
+
+    def _draw(self, t: int, actors: list[_Actor], rows: list[list[float]]) -> tuple[np.ndarray, dict]:
+        """Frame ``t`` at the drawing size, far to near; appends the objects' boxes to ``rows``
+        and returns the canvas and each abnormal actor's visible coverage (track -> map)."""
+        S, W, H = self.S, self.cam.width, self.cam.height
+        canvas = self.bg.copy()
+        abnormal: dict[int, np.ndarray] = {}
+        items = [(o.pos[1], o) for o in actors] + list(self.props)
+        for _, item in sorted(items, key=lambda p: -p[0]):
+            actor = item if isinstance(item, _Actor) else None
+            sp = self._sprite(actor, t) if actor is not None else item
+            drawn = sp.composite(canvas) if sp is not None else None
+            if actor is not None:
+                actor.box = None
+            if drawn is None:
+                continue
+            sy, sx, a = drawn
+            for m in abnormal.values():  # nearer objects hide the anomalies behind them
+                m[sy, sx] *= 1 - a
+            if actor is None:
+                continue
+            if actor.abnormal:
+                abnormal[actor.track] = m = np.zeros(canvas.shape, np.float32)
+                m[sy, sx] = a
+            ys, xs = np.nonzero(a > 0.3)
+            if len(xs):
+                actor.box = ((sx.start + xs.min()) / S, (sy.start + ys.min()) / S,
+                             (sx.start + xs.max() + 1) / S, (sy.start + ys.max() + 1) / S)
+                x1, y1, x2, y2 = actor.box
+                if x2 - x1 >= 1 and y2 - y1 >= 2:
+                    rows.append([t, actor.track, x1 / W, y1 / H, x2 / W, y2 / H, 1.0])
+        return canvas, abnormal
+
+    def _expose(self, canvas: np.ndarray, t: int, light: tuple) -> np.ndarray:
+        """The canvas shrunk to the written size, lit (gain, cloud, contrast) and with sensor
+        noise: (H, W) uint8."""
+        spec, W, H = self.spec, self.cam.width, self.cam.height
+        gain, contrast, cloud = light
+        frame = cv2.resize(canvas, (W, H), interpolation=cv2.INTER_AREA)
+        lit = gain[t]
+        if cloud is not None:
+            x0, cy, rx, ry, speed, t0 = cloud
+            yy, xx = np.mgrid[0:H, 0:W].astype(np.float32)
+            dist = np.sqrt(((xx - x0 - speed * (t - t0)) / rx) ** 2 + ((yy - cy) / ry) ** 2)
+            lit = lit * (1 - spec.cloud / (1 + np.exp((dist - 1) / 0.12)))  # soft-edged shadow
+        frame = 128 + contrast[t] * (frame * lit - 128) + self.rng.normal(0, spec.noise_sigma, (H, W))
+        return np.clip(np.rint(frame), 0, 255).astype(np.uint8)
+
+    def render(self, frames: int, anomalies: list[tuple[int, str]]) -> Video:
+        """One video of ``frames`` frames; ``anomalies``: (start frame, anomaly name) pairs."""
+        spec, W, H = self.spec, self.cam.width, self.cam.height
+        quality = int(self.rng.integers(spec.jpeg_quality[0], spec.jpeg_quality[1] + 1))
+        target = self._density(frames)
+        light = self._lighting(frames)
+        actors = [ob for ob in (self._walker() for _ in range(target[0])) if self.place(ob)]
         pending = sorted(anomalies)
         out = np.empty((frames, H, W), np.uint8)
         masks = np.zeros((frames, H, W), bool)
         rows: list[list[float]] = []
         events: list[dict] = []
-        yy, xx = np.mgrid[0:H, 0:W].astype(np.float32)
         for t in range(frames):
             while pending and pending[0][0] <= t:
-                _, name = pending.pop(0)
+                name = pending.pop(0)[1]
                 ob, new = self.start_anomaly(name, actors)
                 if new:
                     actors.append(ob)
                 if ob is not None:
-                    events.append({"kind": name, "start": t, "track": ob.track})
-            missing = target[t] - sum(o.anomaly is None for o in actors)
-            for _ in range(r.poisson(spec.arrival * missing) if missing > 0 else 0):
-                ob = self._walker()
-                if self.enter(ob, behind=r.uniform(0, 2)):  # staggered: no clumps where a crowd grows
-                    actors.append(ob)
-            canvas = self.bg.copy()
-            abnormal: dict[int, np.ndarray] = {}
-            items = [(o.pos[1], o) for o in actors] + list(self.props)
-            for _, item in sorted(items, key=lambda p: -p[0]):
-                sp = self._sprite(item, t) if isinstance(item, _Actor) else item
-                drawn = sp.composite(canvas) if sp is not None else None
-                if drawn is None:
-                    if isinstance(item, _Actor):
-                        item.box = None
-                    continue
-                sy, sx, a = drawn
-                for m in abnormal.values():  # nearer objects hide the anomalies behind them
-                    m[sy, sx] *= 1 - a
-                if not isinstance(item, _Actor):
-                    continue
-                if item.abnormal:
-                    m = np.zeros(canvas.shape, np.float32)
-                    m[sy, sx] = a
-                    abnormal[item.track] = m
-                ys, xs = np.nonzero(a > 0.3)
-                item.box = None if not len(xs) else ((sx.start + xs.min()) / S, (sy.start + ys.min()) / S,
-                                                     (sx.start + xs.max() + 1) / S, (sy.start + ys.max() + 1) / S)
-                if item.box is not None and item.box[2] - item.box[0] >= 1 and item.box[3] - item.box[1] >= 2:
-                    rows.append([t, item.track, item.box[0] / W, item.box[1] / H, item.box[2] / W, item.box[3] / H, 1.0])
-            frame = cv2.resize(canvas, (W, H), interpolation=cv2.INTER_AREA)
+                    events.append({"kind": name, "start": t, "track": ob.track, "first_frame": None,
+                                   "last_frame": None})
+            self._arrive(target[t], actors)
+            canvas, abnormal = self._draw(t, actors, rows)
             for track, m in abnormal.items():
                 mask = _blob(cv2.resize(m, (W, H), interpolation=cv2.INTER_AREA) > 0.4)
-                if mask.sum() >= spec.min_visible:
+                if mask.sum() >= spec.min_visible:  # a sliver is not labelled
                     masks[t] |= mask
-                    ev = next((e for e in events if e["track"] == track), None)
-                    if ev is not None:
-                        ev.setdefault("first_frame", t)
-                        ev["last_frame"] = t
-            light = gain[t]
-            if cloud is not None:
-                x0, cy, rx, ry, speed, t0 = cloud
-                dist = np.sqrt(((xx - x0 - speed * (t - t0)) / rx) ** 2 + ((yy - cy) / ry) ** 2)
-                light = light * (1 - spec.cloud / (1 + np.exp((dist - 1) / 0.12)))
-            frame = 128 + contrast[t] * (frame * light - 128) + r.normal(0, spec.noise_sigma, (H, W))
-            out[t] = np.clip(np.rint(frame), 0, 255).astype(np.uint8)
+                    ev = next(e for e in events if e["track"] == track)
+                    ev["first_frame"] = t if ev["first_frame"] is None else ev["first_frame"]
+                    ev["last_frame"] = t
+            out[t] = self._expose(canvas, t, light)
             for ob in actors:
                 ob.seen = ob.seen or ob.box is not None
                 self._move(ob, t)
-            actors = [o for o in actors if not (o.seen and o.box is None)]
-        for ev in events:
-            ev.setdefault("first_frame", None)
-            ev.setdefault("last_frame", None)
-        labels = masks.any(axis=(1, 2)).astype(np.uint8)
-        return Video(out, masks, labels, rows, events, quality)
+            actors = [o for o in actors if not (o.seen and o.box is None)]  # gone out of view
+        return Video(out, masks, labels=masks.any(axis=(1, 2)).astype(np.uint8), rows=rows, events=events,
+                     quality=quality)
 
 
 def _blob(mask: np.ndarray) -> np.ndarray:

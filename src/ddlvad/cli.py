@@ -170,7 +170,7 @@ def _demo(args: argparse.Namespace) -> int:
 def _synth(args: argparse.Namespace) -> int:
     from .commands.data import synth
 
-    desc = synth(args.out, seed=args.seed, force=args.force)
+    desc = synth(args.out, seed=args.seed, force=args.force, scene=args.scene)
     abnormal = sum(v["abnormal_frames"] for v in desc["testing"].values())
     print(f"wrote {args.out}: {desc['spec']['train_videos']} training and {desc['spec']['test_videos']} "
           f"testing videos of {desc['spec']['frames']} frames, {abnormal} abnormal test frames")
@@ -307,8 +307,10 @@ COMMANDS: dict[str, Command] = {
                      "seed": {"default": 0, "help": "seed of the scene and of training (default: 0)"},
                      "steps": {"help": "training steps (default: the demo's budget)"},
                      "force": {"help": "replace an earlier demo in --out"}}),
-    "synth": Command("write a synthetic surveillance dataset (folder layout)", _synth, ("out", "seed", "force"),
+    "synth": Command("write a synthetic surveillance dataset (folder layout)", _synth, ("out", "seed", "force", "scene"),
                      {"out": {"positional": True}, "seed": {"default": 0},
+                      "scene": {"default": "walkway", "help": "walkway (default), perspective, crowd, lighting, "
+                                                              "distant or fast (src/ddlvad/data/scenes.py)"},
                       "force": {"help": "write into a folder that is not empty"}}),
     "train": Command(f"train a model (default preset: {DEFAULT_PRESET})", _train,
                      ("data", "out", "tracks", "resume", "force", "quiet", "all-scenes", "jobs", "scenes-without-test",

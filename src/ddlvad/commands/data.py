@@ -7,16 +7,19 @@ from typing import TextIO
 
 from ..data.info import summary
 from ..data.layouts import index_dataset
-from ..data.synthetic import synthesize
+from ..data.synthetic import SCENE_NAMES, synthesize
 from ..errors import UserError
 
 
-def synth(out: str | Path, *, seed: int = 0, force: bool = False) -> dict:
-    """Write the synthetic surveillance scene (folder layout) into ``out``; returns its description."""
+def synth(out: str | Path, *, seed: int = 0, force: bool = False, scene: str = "walkway") -> dict:
+    """Write the synthetic surveillance scene ``scene`` (:data:`~ddlvad.data.synthetic.SCENE_NAMES`,
+    folder layout) into ``out``; returns its description."""
+    if scene not in SCENE_NAMES:
+        raise UserError(f"--scene {scene}: no such synthetic scene; choose one of {', '.join(SCENE_NAMES)}")
     out = Path(out)
     if out.exists() and any(out.iterdir()) and not force:
         raise UserError(f"{out} is not empty: choose another folder or pass --force")
-    return synthesize(out, seed=seed)
+    return synthesize(out, seed=seed, scene=scene)
 
 
 def info(root: str | Path, dataset: str | None = None, scene: str | None = None) -> dict:

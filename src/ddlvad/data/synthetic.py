@@ -13,11 +13,16 @@ Written in the ``folder`` layout: ``OUT/<split>/frames/<video>/<frame>.jpg``, fr
 of the anomalies ``OUT/testing/masks/<video>/<frame>.png`` (255 on the anomalous objects'
 pixels) and the true boxes of every object as tracks, ``OUT/<split>/tracks.npz`` (see
 ``tracks.py``).
+
+This is the ``walkway`` scene, ``ddlvad synth``'s default. The other named scenes (``--scene``:
+perspective, crowd, lighting, distant, fast) are set in :mod:`ddlvad.data.scenes` and drawn by
+:mod:`ddlvad.data.ground` into the same layout.
 """
 
 from __future__ import annotations
 
 import json
+import zlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -25,6 +30,8 @@ import cv2
 import numpy as np
 from scipy.ndimage import binary_fill_holes, gaussian_filter
 
+from .ground import GroundRenderer, Video
+from .scenes import SCENES, GroundSpec
 from .tracks import Tracks
 
 ANOMALY_KINDS = ("fast", "vehicle", "crossing", "lawn")
@@ -171,8 +178,7 @@ class _SceneRenderer:
             raise ValueError(kind)
         return ob
 
-    def render(self, frames: int, anomalies: list[tuple[int, str]]
-               ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[list[float]], list[dict]]:
+    def render(self, frames: int, anomalies: list[tuple[int, str]]) -> Video:
         r, spec = self.rng, self.spec
         W, H = spec.width, spec.height
         objects: list[_Object] = [self.pedestrian() for _ in range(r.integers(1, 4))]
@@ -212,41 +218,77 @@ class _SceneRenderer:
         for ev in events:
             seen = [row[0] for row in rows if row[1] == ev["track"]]
             ev["first_frame"], ev["last_frame"] = (int(min(seen)), int(max(seen))) if seen else (None, None)
-        return out, masks, labels, rows, events
+        return Video(out, masks, labels, rows, events)
 
 
-def synthesize(out: str | Path, seed: int = 0, spec: SceneSpec | None = None) -> dict:
-    """Write the scene to ``out`` (folder layout) and return its description."""
-    spec = spec or SceneSpec()
+SCENE_NAMES = ("walkway", *SCENES)
+"""Every scene ``synthesize`` draws: the walkway (this module) and the ground scenes of
+:mod:`ddlvad.data.scenes`."""
+
+
+def scene_spec(scene: str) -> SceneSpec | GroundSpec:
+    """The default spec of a named scene (``ValueError`` for an unknown name)."""
+    if scene == "walkway":
+        return SceneSpec()
+    if scene not in SCENES:
+        raise ValueError(f"unknown scene {scene!r}: choose one of {', '.join(SCENE_NAMES)}")
+    return SCENES[scene]
+
+
+def synthesize(out: str | Path, seed: int = 0, spec: SceneSpec | GroundSpec | None = None,
+               scene: str = "walkway") -> dict:
+    """Write a scene to ``out`` (folder layout) and return its description: ``scene`` by
+    name with its default spec, or ``spec`` (a :class:`SceneSpec` draws the walkway, a
+    :class:`~ddlvad.data.scenes.GroundSpec` its own scene). The walkway's files for a
+    given seed are those of every earlier version (the demo's published AUC depends on
+    them); a ground scene seeds its generator with ``[seed, crc32(name)]``."""
+    spec = spec or scene_spec(scene)
     out = Path(out)
-    rng = np.random.default_rng(seed)
-    renderer = _SceneRenderer(spec, rng)
-    description: dict = {"seed": seed, "spec": asdict(spec), "testing": {}}
+    if isinstance(spec, GroundSpec):
+        rng = np.random.default_rng([seed, zlib.crc32(spec.name.encode())])
+        renderer: _SceneRenderer | GroundRenderer = GroundRenderer(spec, rng)
+        spec_dict = {k: v for k, v in asdict(spec).items() if k != "camera"}
+        description: dict = {"scene": spec.name, "seed": seed, "spec": spec_dict,
+                             "camera": {"horizon_row": spec.camera.horizon, "height_m": spec.camera.elevation,
+                                        "focal_px": spec.camera.f}, "testing": {}}
+        kinds, first = spec.anomalies, tuple(int(spec.frames * f) for f in spec.anomaly_start)
+        gap = spec.second_anomaly_gap
+    else:
+        rng = np.random.default_rng(seed)
+        renderer = _SceneRenderer(spec, rng)
+        description = {"seed": seed, "spec": asdict(spec), "testing": {}}
+        kinds, first, gap = ANOMALY_KINDS, (spec.frames // 6, spec.frames // 2), 25
     for split, count in (("training", spec.train_videos), ("testing", spec.test_videos)):
         tracks = Tracks(settings={"source": "synthetic ground truth", "seed": seed})
         for v in range(count):
             vid = f"{v + 1:02d}"
             anomalies: list[tuple[int, str]] = []
             if split == "testing" and v > 0:  # video 01 stays normal
-                kinds = [ANOMALY_KINDS[(v - 1) % len(ANOMALY_KINDS)]]
-                if v >= len(ANOMALY_KINDS) + 1:
-                    kinds.append(ANOMALY_KINDS[v % len(ANOMALY_KINDS)])
-                anomalies = [(int(rng.integers(spec.frames // 6, spec.frames // 2)) + 25 * i, k)
-                             for i, k in enumerate(kinds)]
-            frames, masks, labels, rows, events = renderer.render(spec.frames, anomalies)
-            folder = out / split / "frames" / vid
-            folder.mkdir(parents=True, exist_ok=True)
-            for t, frame in enumerate(frames):
-                cv2.imwrite(str(folder / f"{t:03d}.jpg"), frame, [cv2.IMWRITE_JPEG_QUALITY, 95])
-            tracks.add(vid, spec.frames, np.asarray(rows, np.float64).reshape(-1, 7))
+                names = [kinds[(v - 1) % len(kinds)]]
+                if v >= len(kinds) + 1:
+                    names.append(kinds[v % len(kinds)])
+                anomalies = [(int(rng.integers(*first)) + gap * i, k) for i, k in enumerate(names)]
+            video = renderer.render(spec.frames, anomalies)
+            _write_video(out, split, vid, video)
+            tracks.add(vid, spec.frames, np.asarray(video.rows, np.float64).reshape(-1, 7))
             if split == "testing":
-                (out / "testing" / "labels").mkdir(parents=True, exist_ok=True)
-                np.save(out / "testing" / "labels" / f"{vid}.npy", labels)
-                mask_folder = out / "testing" / "masks" / vid
-                mask_folder.mkdir(parents=True, exist_ok=True)
-                for t, mask in enumerate(masks):
-                    cv2.imwrite(str(mask_folder / f"{t:03d}.png"), mask.astype(np.uint8) * 255)
-                description["testing"][vid] = {"abnormal_frames": int(labels.sum()), "anomalies": events}
+                description["testing"][vid] = {"abnormal_frames": int(video.labels.sum()),
+                                               "anomalies": video.events}
         tracks.save(out / split / "tracks.npz")
     (out / "scene.json").write_text(json.dumps(description, indent=2))
     return description
+
+
+def _write_video(out: Path, split: str, vid: str, video: Video) -> None:
+    """Frames as JPEG; for testing videos also the labels (.npy) and the masks (PNG)."""
+    folder = out / split / "frames" / vid
+    folder.mkdir(parents=True, exist_ok=True)
+    for t, frame in enumerate(video.frames):
+        cv2.imwrite(str(folder / f"{t:03d}.jpg"), frame, [cv2.IMWRITE_JPEG_QUALITY, video.quality])
+    if split == "testing":
+        (out / "testing" / "labels").mkdir(parents=True, exist_ok=True)
+        np.save(out / "testing" / "labels" / f"{vid}.npy", video.labels)
+        mask_folder = out / "testing" / "masks" / vid
+        mask_folder.mkdir(parents=True, exist_ok=True)
+        for t, mask in enumerate(video.masks):
+            cv2.imwrite(str(mask_folder / f"{t:03d}.png"), mask.astype(np.uint8) * 255)

@@ -37,7 +37,7 @@ def machine() -> str:
 def preset_sizes(preset: str) -> list[Config]:
     """``preset`` at each frame size it trains at, as configs of one fixed size
     (``train.start_scale`` 1), in training order: a preset with progressive resizing (the
-    ``cpu`` preset: 128x192, then 160x240; docs/method.md §9.33) gives its start size, then
+    ``cpu`` preset: 128x192, then 160x240; docs/method.md#progressive) gives its start size, then
     its full size; any other preset gives itself. Speed is measured one size at a time."""
     full = Config.preset(preset)  # a new object, and at_start() a copy of it: both are ours to change
     sizes = [full.at_start(), full] if full.train.start_scale != 1 else [full]

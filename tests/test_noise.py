@@ -1,5 +1,5 @@
 """``ddl.noise``: the noise ``A`` of Eq. 1, the paper's per-pixel uniform noise or the same
-distribution drawn per block (docs/method.md §2.4, §9.32)."""
+distribution drawn per block (docs/method.md §2.4, docs/method.md#block-noise)."""
 
 import numpy as np
 import pytest

@@ -1,4 +1,4 @@
-"""``ddl.paste``: the object moved to a place where no training object has been (docs/method.md §9.31)."""
+"""``ddl.paste``: the object moved to a place where no training object has been (docs/method.md#paste)."""
 
 import json
 

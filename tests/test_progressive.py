@@ -1,4 +1,4 @@
-"""Progressive resizing (``train.start_scale``, docs/method.md §9.33): frames at a smaller size
+"""Progressive resizing (``train.start_scale``, docs/method.md#progressive): frames at a smaller size
 until the learning rate drops, then at the full size; the same as two runs glued by hand."""
 
 import json

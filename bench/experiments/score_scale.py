@@ -5,7 +5,7 @@ model scores the test split at each scale, and the micro / macro AUC are printed
         --scales 1,1.25,1.5 [--cache-dir CACHE] [--json OUT.json]
 
 The network is fully convolutional, so a model trained at 128x192 can score frames decoded at
-160x240 (scale 1.25; each side rounded to a multiple of 16, docs/method.md §9.29). Scale 1 is
+160x240 (scale 1.25; each side rounded to a multiple of 16, docs/method.md#scoring-options). Scale 1 is
 the paper protocol; every other scale is beyond the paper, and ``ddlvad evaluate --scale``
 writes it into the report. Each cell is one ``ddlvad evaluate`` (paper protocol otherwise,
 no plots); asserts nothing.

@@ -31,7 +31,7 @@ START_BEST = "best-start.pt"
 """With progressive resizing (``train.start_scale``): the best model by the validation signal
 among those trained at the start size (``best.pt`` holds full-size ones only); at the end it
 becomes ``best.pt`` (scored at the start size) if no full-size model beats its signal
-(docs/method.md §9.33)."""
+(docs/method.md#progressive)."""
 
 
 def model_file(run: str | Path) -> Path:

@@ -100,15 +100,15 @@ class DDLConfig:
     """Learning rate of l; None uses the network's learning rate (reference)."""
     start_step: int = 0
     """Steps of reconstruction-only training before the pseudo anomalies and the distinction
-    loss start (0: from the first step, the reference; docs/method.md §9.30)."""
+    loss start (0: from the first step, the reference; docs/method.md#start-step)."""
     paste: float = 0.0
     """Fraction of the pseudo anomalies that are, instead of noise, the chosen object's own
     pixels moved to a place where no training object has been (beyond the paper; 0: noise
-    only, the paper; docs/method.md §9.31). Needs ``data.masks=tracks``."""
+    only, the paper; docs/method.md#paste). Needs ``data.masks=tracks``."""
     noise: str = "uniform"
     """The noise ``A`` of Eq. 1: ``uniform`` (the paper: ``U[0, 1)`` independently per pixel)
     or ``blocks`` (beyond the paper: the same distribution, one draw per ``noise_cell`` x
-    ``noise_cell`` block, i.e. spatially coarse; docs/method.md §9.32)."""
+    ``noise_cell`` block, i.e. spatially coarse; docs/method.md#block-noise)."""
     noise_cell: int = 4
     """Side of a block of ``ddl.noise=blocks``, pixels."""
     paste_start: int | None = None
@@ -211,7 +211,7 @@ class TrainConfig:
     clip_grad: float | None = None
     """Clip the global gradient norm to this value (None: no clipping)."""
     start_scale: float = 1.0
-    """Beyond the paper (docs/method.md §9.33), progressive resizing: until the learning rate
+    """Beyond the paper (docs/method.md#progressive), progressive resizing: until the learning rate
     drops (at ``lr_drop_at`` of the steps or of ``minutes``, or at the first plateau under
     ``until=converged``) frames are trained at ``data.height x data.width`` times this factor
     (each side rounded to a multiple of 16, :func:`scaled_size`), and from the drop on at the
@@ -228,10 +228,10 @@ class ScoreConfig:
     shifted_grid: bool = True
     """Also use the grid shifted by patch/2 (reference code); False: aligned grid only."""
     flip: bool = False
-    """Beyond the paper (docs/method.md §9.29): average each window's error map with that of its
+    """Beyond the paper (docs/method.md#scoring-options): average each window's error map with that of its
     mirror image (test-time augmentation; twice the scoring cost)."""
     scale: float = 1.0
-    """Beyond the paper (docs/method.md §9.29): frames are scored at ``data.height x data.width``
+    """Beyond the paper (docs/method.md#scoring-options): frames are scored at ``data.height x data.width``
     times this factor, each side rounded to a multiple of 16 (:func:`scaled_size`); the network
     is fully convolutional. 1: the training size (the paper)."""
     batch_size: int = 16
@@ -347,8 +347,8 @@ class Config:
         return self
 
     def at_start(self) -> Config:
-        """This config at the frame size training starts at (``train.start_scale``, docs/method.md
-        §9.33): a copy with ``data.height x data.width`` scaled; itself when the scale is 1."""
+        """This config at the frame size training starts at (``train.start_scale``,
+        docs/method.md#progressive): a copy with ``data.height x data.width`` scaled; itself when the scale is 1."""
         if self.train.start_scale == 1:
             return self
         start = Config.from_dict(self.to_dict())
@@ -539,10 +539,10 @@ class Protocol:
     shifted_grid: bool | None = None
     """Whether the scorer also used the half-patch-shifted grid (``score.shifted_grid``). Recorded only."""
     flip: bool = False
-    """Beyond the paper (docs/method.md §9.29): error maps averaged with those of the mirrored
+    """Beyond the paper (docs/method.md#scoring-options): error maps averaged with those of the mirrored
     frames (``score.flip``; ``ddlvad evaluate --flip``)."""
     scale: float = 1.0
-    """Beyond the paper (docs/method.md §9.29) unless 1: frames were scored at the training size
+    """Beyond the paper (docs/method.md#scoring-options) unless 1: frames were scored at the training size
     times this factor (``score.scale``; ``ddlvad evaluate --scale``)."""
 
     def __post_init__(self) -> None:
@@ -692,8 +692,8 @@ signal levels off or for 7 minutes, whichever comes first (bench/RESULTS.md, "Tr
 convergence"): on a slow 2-core AVX2 machine the whole demo then ends within 10 minutes. The
 higher learning rate leaves the first plateau sooner; 100 reconstruction-only steps before the
 distinction loss keep the network out of the flat-walkway state that caught seed 0 on three
-emulated CPUs (docs/method.md §9.30). Half the pseudo anomalies are moved objects (beyond the
-paper, docs/method.md §9.31): the scene's hardest anomaly, a pedestrian on the lawn, is normal
+emulated CPUs (docs/method.md#start-step). Half the pseudo anomalies are moved objects (beyond the
+paper, docs/method.md#paste): the scene's hardest anomaly, a pedestrian on the lawn, is normal
 in appearance and abnormal only in its place (bench/RESULTS.md, "Moved objects"). Half the
 `cpu` preset's widths (latent 32) at the preset's 128x192 frames (set here too, so that the
 demo stays what was measured if the preset's size changes) fit twice the steps into the 7

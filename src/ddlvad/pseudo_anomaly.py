@@ -2,10 +2,10 @@
 
 *Where*: the box of one tracked object present in all T frames of a window (or a random box,
 ``data.masks=random``), as a mask ``M``. *What*: uniform noise ``A ~ U[0, 1)`` (per pixel,
-or per block with ``ddl.noise=blocks``, §9.32). *How much*: the anomaly weight
+or per block with ``ddl.noise=blocks``, docs/method.md#block-noise). *How much*: the anomaly weight
 ``s = sigmoid(l)``, learned in ``ddl`` mode (Eqs. 1-2). Beyond the paper, ``ddl.paste``
 replaces the noise of some windows by the object itself, moved to a place where no training
-object has been and pasted at full weight (docs/method.md §9.31).
+object has been and pasted at full weight (docs/method.md#paste).
 
 Every random draw of a window comes from its own numpy generator keyed by ``(seed, step,
 position in the global batch)`` (:func:`window_rngs`), so a window's mask and noise do not
@@ -101,7 +101,7 @@ class PseudoAnomalyGenerator(nn.Module):
         self.paste = cfg.ddl.paste if self.active and moves else 0.0
         self.cell = cfg.ddl.noise_block
         self.noise_start = cfg.ddl.start_step
-        """The first step with noise (before it: reconstruction only, docs/method.md §9.30)."""
+        """The first step with noise (before it: reconstruction only, docs/method.md#start-step)."""
         self.paste_start = cfg.ddl.start_step if cfg.ddl.paste_start is None or not self.paste else cfg.ddl.paste_start
         """The first step with moved objects (before ``ddl.start_step``: moved objects only)."""
         self.mover: ObjectMover | None = None
@@ -125,7 +125,7 @@ class PseudoAnomalyGenerator(nn.Module):
             self.mover = ObjectMover(frames, self.tracks, height, width)
 
     def noised(self, step: int) -> bool:
-        """Whether step ``step`` has noise pseudo anomalies and the distinction loss (§9.30)."""
+        """Whether step ``step`` has noise pseudo anomalies and the distinction loss (docs/method.md#start-step)."""
         return step >= self.noise_start
 
     def draw_at(self, step: int, windows: np.ndarray, rngs: Sequence[np.random.Generator],
@@ -197,7 +197,7 @@ class PseudoAnomalyGenerator(nn.Module):
 
 
 class ObjectMover:
-    """``ddl.paste`` (docs/method.md §9.31): an object's pixels moved, in all T frames by the
+    """``ddl.paste`` (docs/method.md#paste): an object's pixels moved, in all T frames by the
     same offset, to a place where no training object has been.
 
     The object's pixels are those of its box that differ from the video's median frame by more
@@ -262,7 +262,7 @@ def window_rngs(seed: int, step: int, positions) -> list[np.random.Generator]:
 def uniform_noise(shape: torch.Size, rngs: Sequence[np.random.Generator], cell: int = 1) -> torch.Tensor:
     """``A ~ U[0, 1)`` of ``shape`` ``(B, C, T, H, W)``, float32, sample b drawn from ``rngs[b]``
     (independently per channel, frame and pixel: docs/method.md §2.4). ``cell > 1``
-    (``ddl.noise=blocks``, §9.32): one draw per ``cell`` x ``cell`` block of a frame, the
+    (``ddl.noise=blocks``, docs/method.md#block-noise): one draw per ``cell`` x ``cell`` block of a frame, the
     same distribution at a coarser grain."""
     *lead, h, w = shape[1:]
     draws = np.stack([r.random((*lead, -(-h // cell), -(-w // cell)), dtype=np.float32) for r in rngs])

@@ -111,7 +111,7 @@ def window_errors(model: nn.Module, frames: torch.Tensor, stride: int = 1, flip:
     overlapping windows of consecutive frames, ``B = N - T + 1`` (each frame is encoded once and
     its encoder outputs are shared by the T windows that contain it, docs/method.md §3);
     ``stride=T``: ``B = N / T`` separate clips laid end to end (:func:`clip_errors`). The model
-    should be in eval mode. With ``flip`` (beyond the paper, docs/method.md §9.29) the error is
+    should be in eval mode. With ``flip`` (beyond the paper, docs/method.md#scoring-options) the error is
     the mean of the maps of the frames and of their mirror images (mirrored back); the
     reconstruction stays that of the frames as given.
     """

@@ -173,7 +173,7 @@ class AnomalyDetector:
             raise UserError(f"--batch {batch_size}: must be >= 1")
         self.model = model.eval()
         self.cfg = cfg
-        self.spec = FrameSpec.for_scoring(cfg)  # the training size unless score.scale (docs/method.md §9.29)
+        self.spec = FrameSpec.for_scoring(cfg)  # the training size unless score.scale (docs/method.md#scoring-options)
         self.scorer = Scorer(model, cfg.score, batch_size)
         self.threshold = None if threshold is None else float(threshold)
         self.region_threshold = self.threshold if region_threshold is None else float(region_threshold)

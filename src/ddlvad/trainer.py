@@ -96,7 +96,7 @@ class Trainer:
                                 f"out its last frames; set train.val_fraction=0 (and train.until=steps)")
             self.validator = Validator(cfg, held)
             self.data = data
-        # progressive resizing (train.start_scale, docs/method.md §9.33): the start size until the lr drops
+        # progressive resizing (train.start_scale, docs/method.md#progressive): the start size until the lr drops
         start = cfg.at_start()
         self.full: tuple[TrainingData, Validator | None] | None = None
         """The full-size data and validator that :meth:`grow` switches to; None once grown (or never small)."""
@@ -222,7 +222,7 @@ class Trainer:
 
         host_clip = gather_clips(self.data.frames, self.index, windows)      # X (B, C, T, H, W)
         clip = host_clip.to(self.device)
-        started = self.generator.noised(step)                                # before: no noise (§9.30)
+        started = self.generator.noised(step)                                # before: no noise (docs/method.md#start-step)
         anomaly = self.generator.draw_at(step, windows, rngs, host_clip)     # M, A; None in recon mode
         if anomaly is not None:
             if distributed.all_sum([anomaly.masked_pixels if share else 0.0])[0] == 0:
@@ -456,7 +456,7 @@ class Trainer:
         grew_at = None if t.start_scale == 1 or never_grew else self.lr_dropped_at
         if never_grew:  # no learning-rate drop: the kept model (best-start.pt) is still used at full size
             self.grow(fresh=False)
-        # the start size's best model is kept if no full-size one beats its signal (docs/method.md §9.33)
+        # the start size's best model is kept if no full-size one beats its signal (docs/method.md#progressive)
         choice = self.kept_model
         at_start = choice.keeps_start()
         kept_cfg, data = (self.cfg.at_start(), self.data.at_start()) if at_start else (self.cfg, self.data)

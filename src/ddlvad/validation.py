@@ -12,7 +12,7 @@ signal measured on them, and the rule that stops training when the signal levels
 - :class:`Plateau` says when the signal has not improved by ``train.min_improvement`` for
   ``train.patience`` validations.
 - :class:`KeptModel` chooses, by the signal, the model a run keeps and the file it lives in
-  (``best.pt``; ``best-start.pt`` for the start size of a growing run, docs/method.md §9.33).
+  (``best.pt``; ``best-start.pt`` for the start size of a growing run, docs/method.md#progressive).
 
 How well each signal predicts the test AUC was measured (bench/RESULTS.md, "Validation
 signal"); docs/method.md §9 says which is the default and why.
@@ -123,7 +123,7 @@ class Plateau:
     :attr:`stale` counts the validations since the signal last rose by more than
     ``min_improvement`` above the level of the previous such rise. While the signal is at or
     below ``floor`` (None: no floor) nothing counts as stale: a flat signal there means the
-    model has not learned yet, not that it has finished (docs/method.md §9.27)."""
+    model has not learned yet, not that it has finished (docs/method.md#convergence)."""
 
     patience: int
     min_improvement: float
@@ -165,7 +165,7 @@ class Plateau:
 
 
 class KeptModel:
-    """Which model a run keeps, and in which file (docs/method.md §9.27, §9.33).
+    """Which model a run keeps, and in which file (docs/method.md#convergence, docs/method.md#progressive).
 
     Each validation offers the signal of the network as it is (:meth:`offer`); the trainer
     saves a new best to :attr:`file`: ``best.pt``, or ``best-start.pt`` while a growing run

@@ -49,7 +49,7 @@ def train(cfg: Config, root: str | Path, out: str | Path, *, resume: bool = Fals
         h, w = summary["kept_size"]
         log(f"kept the model of step {summary['validation']['best_step']}, trained at {h}x{w}: its validation signal "
             f"({summary['validation']['best_signal']:.3f}) beat every {cfg.data.height}x{cfg.data.width} model's; "
-            f"it scores frames at {h}x{w} (docs/method.md §9.33)")
+            f"it scores frames at {h}x{w} (docs/method.md#progressive)")
     warning = convergence_warning(summary, out)
     if warning:
         log(warning)

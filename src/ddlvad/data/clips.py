@@ -26,12 +26,12 @@ class TrainingData:
     tracks: Sequence[VideoTracks | None]
     video_ids: Sequence[str]
     scoring_frames: Callable[[], Sequence[np.ndarray]] | None = None
-    """The same videos at the scoring size (``score.scale``, docs/method.md §9.29), read only
+    """The same videos at the scoring size (``score.scale``, docs/method.md#scoring-options), read only
     when the detection threshold is calibrated; None: ``frames`` (frames are scored as trained)."""
 
     start_frames: Sequence[np.ndarray] | None = None
-    """The same videos at the size training starts at (``train.start_scale``, docs/method.md
-    §9.33); None: training starts at the size of ``frames``."""
+    """The same videos at the size training starts at (``train.start_scale``,
+    docs/method.md#progressive); None: training starts at the size of ``frames``."""
 
     def at_start(self) -> TrainingData:
         """These videos at the size training starts at (``start_frames``; themselves without)."""

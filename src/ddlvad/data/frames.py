@@ -56,7 +56,7 @@ class FrameSpec:
     @classmethod
     def for_scoring(cls, cfg) -> FrameSpec:
         """The spec at which a :class:`ddlvad.config.Config`'s frames are scored: the training
-        size times ``score.scale`` (docs/method.md §9.29); the training size when it is 1."""
+        size times ``score.scale`` (docs/method.md#scoring-options); the training size when it is 1."""
         height, width = scaled_size(cfg.data.height, cfg.data.width, cfg.score.scale)
         return cls(height, width, int(cfg.data.channels))
 

@@ -104,3 +104,20 @@ def with_pytorch_batchnorm(model: nn.Module) -> nn.Module:
 def layout_name(layout: ConvLayout) -> str:
     """``nchw``, ``nhwc``, with ``-unfolded`` when the encoder projection is not folded."""
     return f"{'nhwc' if layout.channels_last else 'nchw'}{'' if layout.fold else '-unfolded'}"
+
+
+def untrained_run(folder: Path, cfg: Config, threshold: float | None = None) -> Path:
+    """A run folder holding an untrained model of ``cfg`` (seeded by ``train.seed``), in the
+    checkpoint format training writes (only the keys ``load_model`` reads: version, config,
+    model, threshold): speed does not depend on the weights."""
+    from ddlvad import __version__, build_model
+    from ddlvad.checkpoint import CHECKPOINT, save_atomic
+
+    torch.manual_seed(cfg.train.seed)
+    model = build_model(cfg)
+    state = {"version": __version__, "config": cfg.to_dict(), "model": model.state_dict(), "step": 0,
+             "threshold": {"value": threshold, "region": threshold, "percentile": None, "frames": 0,
+                           "source": "bench: given" if threshold is not None else "bench: none"}}
+    folder.mkdir(parents=True, exist_ok=True)
+    save_atomic(state, folder / CHECKPOINT)
+    return folder

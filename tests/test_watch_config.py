@@ -398,3 +398,17 @@ def test_the_package_imports_neither_torch_nor_opencv():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          env={"PYTHONPATH": src, "PATH": "/usr/bin:/bin"}).stdout
     assert out.strip() == "[]"
+
+
+def test_sources_never_show_a_password_outside_watch():
+    """``ddlvad detect`` and the frame readers name a stream by its redacted address (one ``redact``
+    for the whole package, :mod:`ddlvad.urls`)."""
+    from ddlvad.data.video import VideoSource
+    from ddlvad.errors import UserError
+    from ddlvad.urls import url_name
+
+    assert url_name("rtsp://user:pw@10.0.0.5:554/cam1?token=x") == "cam1"
+    assert url_name("rtsp://user:pw@10.0.0.5") == "10.0.0.5"
+    with pytest.raises(UserError) as err:
+        VideoSource("rtsp://admin:hunter2@127.0.0.1:9/none")
+    assert "hunter2" not in str(err.value) and "admin:***@127.0.0.1" in str(err.value)

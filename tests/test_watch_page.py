@@ -148,3 +148,59 @@ def test_the_page_in_headless_chromium(tmp_path):
         view.close()
         store.close()
     assert errors == []
+
+
+def test_the_page_of_a_running_service(tmp_path, scene, tiny_run):
+    """``ddlvad watch`` itself (a trained model scoring a camera with a planted anomaly) behind the
+    page in headless Chromium: the live image changes, the planted anomaly's event appears with its
+    snapshot, and its clip plays."""
+    from ddlvad.commands.watch import watch_config
+    from test_watch_service import Running, planted, scene_frames, write_video
+
+    run, _ = tiny_run
+    frames = scene_frames(scene)[:60]
+    image = planted(frames, set(range(25, 40)))
+    video = write_video(tmp_path / "yard.avi", [image(i) for i in range(len(frames))])
+    cfg = watch_config(str(video), str(run), fps=10)
+    cfg.http.port = 0
+    cfg.database, cfg.data = tmp_path / "events.sqlite", tmp_path / "media"
+    cfg.cameras["yard"].loop = True
+    cfg.cameras["yard"].events.post_roll = 0.5
+    service = Running(cfg)
+    errors: list[str] = []
+    try:
+        with sync_api.sync_playwright() as p:
+            context = p.chromium.launch_persistent_context(
+                str(tmp_path / "chromium-profile"), executable_path=_chromium(), headless=True, args=FLAGS,
+                viewport={"width": 1200, "height": 1000})
+            try:
+                page = context.new_page()
+                page.on("pageerror", lambda e: errors.append(str(e)))
+                page.set_default_timeout(60_000)
+                page.goto(f"http://127.0.0.1:{service.ready.port}/", wait_until="domcontentloaded")
+                live = page.locator('.camera[data-name="yard"] img.live')
+                _until(page, "(() => { const i = document.querySelector('.camera[data-name=\"yard\"] img.live');"
+                             " return i !== null && i.naturalWidth > 0; })()", 60)
+                first = _image(live.screenshot())
+                assert _wait(lambda: np.abs(_image(live.screenshot()) - first).max() > 40, 30), "the live image is frozen"
+                item = page.locator("li.event").first
+                item.wait_for(timeout=120_000)  # the planted anomaly's event
+                _until(page, "(() => { const i = document.querySelector('li.event img.snapshot');"
+                             " return i !== null && i.naturalWidth > 0; })()", 60)
+                _until(page, "document.querySelector('li.event button') !== null", 10)
+                assert _wait(lambda: page.evaluate("document.querySelector('li.event').dataset.id") is not None)
+                # the clip exists once its post-roll has passed and the list has refreshed
+                event_id = int(page.evaluate("document.querySelector('li.event').dataset.id"))
+                with EventStore(cfg.database) as store:
+                    assert _wait(lambda: store.event(event_id)["clip"] is not None, 60)
+                page.reload(wait_until="domcontentloaded")
+                item = page.locator(f'li.event[data-id="{event_id}"]')
+                item.wait_for()
+                item.get_by_role("button", name="Play clip").click()
+                _until(page, f"document.querySelector('li.event[data-id=\"{event_id}\"] video').currentTime > 0", 30)
+                page.screenshot(path=str(tmp_path / "page.png"), full_page=True)
+            finally:
+                context.close()
+    finally:
+        service.close()
+    assert errors == []

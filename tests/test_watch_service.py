@@ -237,8 +237,11 @@ cameras:
     assert code == 2 and "Traceback" not in err
     lines = err.strip().splitlines()
     assert lines[0].startswith("ddlvad: error:")
-    for words in ("cameras.gate.fps", "cameras.gate.threshold", "cameras.gate.source", "bad name", "cameras.yard.colour"):
-        assert sum(words in line for line in lines) == 1, (words, err)
+    keys = ("cameras.gate.fps:", "cameras.gate.threshold:", "cameras.gate.source:", "cameras.bad name:",
+            "cameras.bad name.run:", "cameras.yard.colour:")
+    for key in keys:  # one line per problem, naming the camera and the key
+        assert sum(key in line for line in lines) == 1, (key, err)
+    assert len(lines) == len(keys)
     assert not (tmp_path / "db").exists() and not (tmp_path / "media").exists()
     code, out, err = cli("watch", "rtsp://user:secret@10.9.9.9/stream")
     assert code == 2 and len(err.strip().splitlines()) == 1 and "--run" in err and "secret" not in err

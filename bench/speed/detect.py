@@ -27,11 +27,9 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from bench.common import SHARED_DATA, layout_name, machine
-from ddlvad import AnomalyDetector, Config, __version__, build_model
-from ddlvad.checkpoint import CHECKPOINT, save_atomic
+from bench.common import SHARED_DATA, layout_name, machine, untrained_run
+from ddlvad import AnomalyDetector, Config
 from ddlvad.commands.detect import detect
 from ddlvad.data.frames import decode_video
 from ddlvad.data.layouts import VideoRecord, image_files
@@ -39,18 +37,6 @@ from ddlvad.models import conv_layout_of
 from ddlvad.score import score_video
 
 CLIP = SHARED_DATA / "ped2" / "testing" / "frames" / "01"
-
-
-def untrained_run(folder: Path, preset: str) -> Path:
-    """A run folder holding an untrained model of ``preset``, in the checkpoint format of
-    ``train.py`` (only the keys ``load_model`` reads: version, config, model, threshold)."""
-    cfg = Config.preset(preset)
-    torch.manual_seed(cfg.train.seed)
-    model = build_model(cfg)
-    state = {"version": __version__, "config": cfg.to_dict(), "model": model.state_dict(), "step": 0,
-             "threshold": {"value": None, "percentile": None, "frames": 0, "source": "bench: none"}}
-    save_atomic(state, folder / CHECKPOINT)
-    return folder
 
 
 def timed(fn) -> tuple[float, object]:
@@ -73,7 +59,7 @@ def main() -> None:
     limit = args.max_frames
 
     with tempfile.TemporaryDirectory() as tmp:
-        run = Path(args.run) if args.run else untrained_run(Path(tmp), args.preset)
+        run = Path(args.run) if args.run else untrained_run(Path(tmp), Config.preset(args.preset))
         detector = AnomalyDetector.load(run)
         cfg, sc = detector.cfg, detector.cfg.score
         record = VideoRecord("clip", "testing", clip, image_files(clip)[:limit])

@@ -6,6 +6,7 @@ import threading
 from pathlib import Path
 
 from ..errors import UserError
+from ..urls import redact
 from . import Log, sigterm_as_interrupt, to_stderr
 
 YAML_SUFFIXES = (".yaml", ".yml")
@@ -23,7 +24,7 @@ def watch_config(target: str, run: str | None = None, **overrides):
                             f"(cameras.NAME.run, .threshold, .fps)")
         return load_watch_config(target)
     if run is None:
-        raise UserError(f"{target}: give a configuration file (.yaml) or a source with --run RUN "
+        raise UserError(f"{redact(target)}: give a configuration file (.yaml) or a source with --run RUN "
                         f"(e.g. `ddlvad watch rtsp://host/stream --run runs/gate`)")
     return WatchConfig.single(int(target) if target.isdigit() else target, run, **given)
 
@@ -34,7 +35,6 @@ def check(cfg, log: Log = print) -> list[dict]:
     :class:`UserError` naming it."""
     from ..data.video import VideoSource
     from ..stream import AnomalyDetector
-    from ..watch.config import redact
 
     models = {run: AnomalyDetector.load(run) for run in cfg.runs}
     facts = []

@@ -19,6 +19,7 @@ import cv2
 import numpy as np
 
 from ..errors import UserError
+from ..urls import redact, url_name
 from .layouts import IMAGE_EXTS, VideoRecord, image_files
 
 DEFAULT_FPS = 25.0
@@ -43,7 +44,7 @@ def open_capture(target: str | int, what: str = "video file") -> cv2.VideoCaptur
                               "or extract its frames into a folder",
                 "camera": "check that it is connected and not in use"}.get(what, "check the address and that "
                                                                              "the stream is up")
-        raise UserError(f"cannot open {what} {target}: {hint}")
+        raise UserError(f"cannot open {what} {redact(str(target))}: {hint}")
     return capture
 
 
@@ -120,10 +121,10 @@ class VideoSource:
             self.announced = frame_count(self._capture)
             self.live = what == "camera" or (what == "stream" and self.announced is None)
             reported = self._capture.get(cv2.CAP_PROP_FPS)
-            self.label = f"camera {text}" if what == "camera" else text
-            self.name = path.stem if path.is_file() else f"camera{text}" if text.isdigit() else _url_name(text)
+            self.label = f"camera {text}" if what == "camera" else redact(text)
+            self.name = path.stem if path.is_file() else f"camera{text}" if text.isdigit() else url_name(text)
         else:
-            raise UserError(f"source {text} not found: give a video file, a folder of frame images, "
+            raise UserError(f"source {redact(text)} not found: give a video file, a folder of frame images, "
                             f"a camera index (0) or a stream URL")
         reported = float(reported) if reported and math.isfinite(reported) and 0 < reported < 1000 else None
         self.fps: float = float(fps or reported or DEFAULT_FPS)
@@ -169,8 +170,3 @@ def _quiet_stderr() -> Iterator[None]:
     finally:
         os.dup2(saved, 2)
         os.close(saved)
-
-
-def _url_name(url: str) -> str:
-    tail = url.split("://", 1)[1].split("?")[0].rstrip("/")
-    return Path(tail).stem or tail.split("/")[0] or "stream"

@@ -47,12 +47,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, get_type_hints
-from urllib.parse import parse_qsl, urlencode
 
 import yaml
 
 from ..config import EventRules
 from ..errors import UserError
+from ..urls import SECRET_PARAMS, redact  # noqa: F401 (part of this module's API)
 
 TOKEN_ENV = "DDLVAD_WATCH_TOKEN"
 """Environment variable that supplies ``http.token`` when the file leaves it null."""
@@ -65,9 +65,6 @@ CAMERA_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 MODEL_FILES = ("best.pt", "best-start.pt", "checkpoint.pt")
 """Files of a run folder that hold a model (:mod:`ddlvad.checkpoint`'s ``BEST``, ``START_BEST``,
 ``CHECKPOINT``; repeated here so that reading this file does not import torch)."""
-SECRET_PARAMS = ("password", "passwd", "pass", "pwd", "token", "key", "secret", "auth", "access_token", "apikey",
-                 "api_key", "signature", "sig")
-"""Query parameters whose values :func:`redact` hides (some cameras take ``?user=..&pwd=..``)."""
 MAX_COORDINATE = 1e6
 """Largest absolute coordinate of an ``ignore`` polygon point, pixels (it is drawn with int32 coordinates)."""
 
@@ -662,34 +659,3 @@ def camera_name(source: str | int | Path) -> str:
     return name or "camera"
 
 
-def redact(url: str) -> str:
-    """``url`` with its password (``scheme://user:PASSWORD@host``) and the values of secret-looking query
-    parameters (:data:`SECRET_PARAMS`) replaced by ``***``; anything else (paths, camera indices,
-    URLs without a password) unchanged.
-
-    A password holding an unencoded ``/``, ``?`` or ``#`` ends a URL's authority early for a strict
-    parser; then everything between the first ``:`` and the last ``@`` is hidden, so that no part of it
-    reaches a log (``rtsp://host:554/a@b`` is then shown as ``rtsp://host:***@b``: safe, if odd).
-    """
-    scheme, sep, rest = url.partition("://")
-    if not sep:
-        return url
-    ends = [i for i in (rest.find(c) for c in "/?#") if i >= 0]
-    authority_end = min(ends) if ends else len(rest)
-    authority = rest[:authority_end]
-    if "@" in authority:
-        userinfo, _, host = authority.rpartition("@")
-        if ":" in userinfo:
-            user = userinfo.split(":", 1)[0]
-            rest = f"{user}:***@{host}{rest[authority_end:]}"
-    elif ":" in authority and "@" in rest:
-        user = authority.split(":", 1)[0]
-        rest = f"{user}:***@{rest.rpartition('@')[2]}"
-    base, qmark, query = rest.partition("?")
-    if qmark:
-        query, hash_, fragment = query.partition("#")
-        pairs = parse_qsl(query, keep_blank_values=True)
-        if any(k.lower() in SECRET_PARAMS for k, _ in pairs):
-            query = urlencode([(k, "***" if k.lower() in SECRET_PARAMS else v) for k, v in pairs], safe="*")
-        rest = f"{base}?{query}{hash_}{fragment}"
-    return f"{scheme}://{rest}"

@@ -30,13 +30,13 @@ import time
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import cv2
 import numpy as np
 
 from ..data.video import VideoSource, frame_count
 from ..errors import UserError
+from ..urls import redact
 
 CONNECTING, CONNECTED, RECONNECTING, STOPPED = "connecting", "connected", "reconnecting", "stopped"
 """Reader states: ``connecting`` until the first frame ever arrives; ``connected`` while frames
@@ -46,39 +46,11 @@ arrive; ``reconnecting`` after a drop or stall, until a frame arrives again; ``s
 RATE_WINDOW = 5.0
 """Seconds over which ``camera_fps`` and ``skipped_fps`` are averaged."""
 
-_SECRET_KEYS = ("pass", "pwd", "token", "secret", "key", "auth", "sig")
-
 Frame = tuple[int, float, np.ndarray]
 """``(frame_index, arrival_time, image)``: the index counts every frame this reader has read
 (across reconnects and loops, from 0), so a gap in indices is frames the consumer never saw;
 ``arrival_time`` is the reader's ``clock()`` when the frame was read; ``image`` as OpenCV
 decodes it (BGR uint8 for streams and most files)."""
-
-
-def _redact(url: str) -> str:
-    """``url`` with its password (``user:PASSWORD@``) and secret-looking query values
-    (``?token=...``) replaced by ``***``; anything that is not a URL comes back unchanged.
-
-    (``watch/config.py`` has a ``redact`` of its own; the two should become one.)"""
-    text = str(url)
-    if "://" not in text:
-        return text
-    try:
-        parts = urlsplit(text)
-        netloc = parts.netloc
-        if parts.password is not None:
-            user, host = netloc.rsplit("@", 1)
-            netloc = f"{user.split(':', 1)[0]}:***@{host}"
-        query = parts.query
-        if query:
-            pairs = parse_qsl(query, keep_blank_values=True)
-            if any(any(s in k.lower() for s in _SECRET_KEYS) for k, _ in pairs):
-                query = urlencode([(k, "***" if any(s in k.lower() for s in _SECRET_KEYS) else v) for k, v in pairs],
-                                  safe="*")
-        return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
-    except ValueError:  # an unparsable URL: hide everything between the scheme and the host
-        scheme, rest = text.split("://", 1)
-        return f"{scheme}://***@{rest.rsplit('@', 1)[1]}" if "@" in rest else text
 
 
 class _Connection:
@@ -134,7 +106,7 @@ class CameraReader:
         self.name = name
         self.source = source
         self.kind, self._target = _classify(source, name)
-        self.label = _redact(str(source))
+        self.label = redact(str(source))
         """The source as it may be shown (password hidden)."""
         self.fps_cap, self.loop, self.queue_size = fps_cap, loop, queue_size
         self.backoff, self.read_timeout, self._clock = (float(first), float(cap)), float(read_timeout), clock

@@ -10,6 +10,7 @@ threshold (a horizontal red line).
 from __future__ import annotations
 
 import math
+import time
 from collections import deque
 
 import cv2
@@ -34,10 +35,12 @@ class OverlayRenderer:
     ``image`` is an OpenCV image (as :class:`ddlvad.infer.VideoSource` yields them).
 
     ``source_shape``: the shape of the source's frames (sets the picture size);
-    ``threshold``: the detection threshold (scales the heat map and the score strip).
+    ``threshold``: the detection threshold (scales the heat map and the score strip);
+    ``wall_clock``: frame times are unix times (live cameras), shown as the local time of day.
     """
 
-    def __init__(self, source_shape: tuple[int, ...], threshold: float) -> None:
+    def __init__(self, source_shape: tuple[int, ...], threshold: float, wall_clock: bool = False) -> None:
+        self.wall_clock = wall_clock
         h, w = source_shape[:2]
         scale = min(1.0, LONG_SIDE / max(h, w))
         self.picture = FrameSpec(max(2, round(h * scale / 2) * 2), max(2, round(w * scale / 2) * 2), 3)
@@ -77,7 +80,8 @@ class OverlayRenderer:
             for region in result.regions:  # the anomalous regions, in magenta
                 x1, y1, x2, y2 = region.box
                 cv2.rectangle(picture, (int(x1 * sx), int(y1 * sy)), (int(x2 * sx) - 1, int(y2 * sy) - 1), MAGENTA, 2)
-        _text(picture, f"#{result.frame}  {result.time:.2f} s", (4, 14), WHITE)
+        when = time.strftime("%H:%M:%S", time.localtime(result.time)) if self.wall_clock else f"{result.time:.2f} s"
+        _text(picture, f"#{result.frame}  {when}", (4, 14), WHITE)
         if result.anomalous:
             _text(picture, "ANOMALY", (4, 30), RED)
         return np.vstack([picture, self._strip(result)])

@@ -191,7 +191,7 @@ class Camera:
         while self.trace and self.trace[0][0] < now - TRACE_SECONDS:
             self.trace.popleft()
         if self.renderer is None:
-            self.renderer = OverlayRenderer(image.shape, self.threshold)
+            self.renderer = OverlayRenderer(image.shape, self.threshold, wall_clock=True)
         self.renderer.note(result)
         self._drawing = (result, None)
         closed = self.tracker.update(result)

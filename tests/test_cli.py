@@ -8,8 +8,7 @@ import numpy as np
 import pytest
 
 from ddlvad.cli import main
-
-RUN_FILES = ["checkpoint.pt", "config.yaml", "metrics.jsonl", "summary.json", "training.png"]
+from fixtures import PLAIN_RUN_FILES
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +24,7 @@ def trained(tmp_path_factory, scene):
 
 def test_train_writes_exactly_its_files(trained):
     run, _ = trained
-    assert sorted(p.name for p in run.iterdir()) == RUN_FILES
+    assert sorted(p.name for p in run.iterdir()) == PLAIN_RUN_FILES
     summary = json.loads((run / "summary.json").read_text())
     assert summary["steps"] == 6 and 0 < summary["anomaly_weight"] < 1
     assert summary["threshold"]["value"] > 0

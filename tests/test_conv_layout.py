@@ -4,16 +4,14 @@ keeps the layout it began with."""
 import json
 import signal
 
-import numpy as np
 import pytest
 import torch
 
 from ddlvad import Config
 from ddlvad import conv_layout as lay
-from ddlvad.data.clips import TrainingData
-from ddlvad.data.tracks import VideoTracks
 from ddlvad.models import ConvLayout, conv_layout_of
 from ddlvad.trainer import Trainer, TrainingInterrupted
+from fixtures import noise_training_data
 
 NCHW, NHWC, NHWC_UNFOLDED = lay.CANDIDATES
 
@@ -93,19 +91,12 @@ def test_scoring_is_probed_at_the_size_frames_are_scored_at(tmp_path, monkeypatc
     assert lay.probe_key(cfg, "train", torch.device("cpu"), [NCHW]) == lay.probe_key(plain, "train", torch.device("cpu"), [NCHW])
 
 
-def tiny_data(frames=14):
-    rng = np.random.default_rng(0)
-    arrays = [rng.integers(0, 255, (frames, 32, 48, 1), dtype=np.uint8) for _ in range(2)]
-    rows = np.array([[f, 7, 0.1, 0.2, 0.5, 0.7, 1.0] for f in range(frames)], float)
-    return TrainingData(arrays, [VideoTracks(frames, rows) for _ in range(2)], ["00", "01"])
-
-
 def test_a_resumed_run_keeps_the_layout_it_began_with(tmp_path, monkeypatch):
     monkeypatch.setattr(lay, "probe", fake_probe({NCHW: 2.0, NHWC: 1.0, NHWC_UNFOLDED: 3.0}, []))
-    full = Trainer(auto_cfg(tmp_path / "a"), tiny_data(), tmp_path / "full", progress=False)
+    full = Trainer(auto_cfg(tmp_path / "a"), noise_training_data(), tmp_path / "full", progress=False)
     (tmp_path / "full").mkdir()
     full.run()
-    part = Trainer(auto_cfg(tmp_path / "b"), tiny_data(), tmp_path / "part", progress=False)
+    part = Trainer(auto_cfg(tmp_path / "b"), noise_training_data(), tmp_path / "part", progress=False)
     (tmp_path / "part").mkdir()
     real = part.train_step
     part.train_step = lambda step: (real(step), step == 2 and signal.raise_signal(signal.SIGINT))[0]
@@ -114,7 +105,7 @@ def test_a_resumed_run_keeps_the_layout_it_began_with(tmp_path, monkeypatch):
     # another machine (or a new probe) would choose NCHW: the resumed run stays NHWC
     monkeypatch.setattr(lay, "probe", fake_probe({NCHW: 1.0, NHWC: 2.0, NHWC_UNFOLDED: 3.0}, []))
     monkeypatch.setattr(lay, "_MEMO", {})
-    resumed = Trainer(auto_cfg(tmp_path / "c"), tiny_data(), tmp_path / "part", progress=False)
+    resumed = Trainer(auto_cfg(tmp_path / "c"), noise_training_data(), tmp_path / "part", progress=False)
     assert resumed.conv_layout == NCHW
     resumed.run(resume=True)
     assert resumed.conv_layout == NHWC and conv_layout_of(resumed.model) == ConvLayout(True, True)

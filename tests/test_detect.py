@@ -15,7 +15,6 @@ import torch
 
 from ddlvad import AnomalyDetector, UserError
 from ddlvad.checkpoint import load_checkpoint
-from ddlvad.cli import main
 from ddlvad.config import EventRules, ScoreConfig
 from ddlvad.data.frames import FrameStore
 from ddlvad.data.layouts import index_dataset
@@ -27,14 +26,9 @@ from ddlvad.stream import EventTracker, FrameResult
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory, scene):
-    """train (tiny, 60 steps) on the synthetic scene; returns (run, cache). The ground-truth
-    tracks that `ddlvad synth` writes serve as the pseudo-anomaly boxes."""
-    base = tmp_path_factory.mktemp("detect")
-    cache, run = base / "cache", base / "run"
-    assert main(["train", "--data", str(scene), "--preset", "tiny", "--steps", "60", "--lr", "0.01",
-                 "--out", str(run), "--cache-dir", str(cache), "--quiet"]) == 0
-    return run, cache
+def trained(tiny_run):
+    """The session's tiny run (conftest.py): ``(run, cache)``."""
+    return tiny_run
 
 
 @pytest.fixture(scope="module")

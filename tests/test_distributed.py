@@ -24,22 +24,10 @@ from data_tiny import noise, write_frames, write_video
 from ddlvad import Config, UserError, distributed
 from ddlvad.checkpoint import load_checkpoint
 from ddlvad.cli import main
-from ddlvad.data.clips import TrainingData
-from ddlvad.data.tracks import VideoTracks
 from ddlvad.trainer import Trainer
+from fixtures import PLAIN_RUN_FILES, noise_training_data
 
 SRC = Path(__file__).resolve().parents[1] / "src"
-
-RUN_FILES = ["checkpoint.pt", "config.yaml", "metrics.jsonl", "summary.json", "training.png"]
-
-
-def tiny_data(videos=2, frames=14):
-    """As in test_train.py: noise frames, one track in every frame (every window has a mask)."""
-    rng = np.random.default_rng(0)
-    arrays = [rng.integers(0, 255, (frames, 32, 48, 1), dtype=np.uint8) for _ in range(videos)]
-    rows = np.array([[f, 7, 0.1, 0.2, 0.5, 0.7, 1.0] for f in range(frames)], float)
-    return TrainingData(arrays, [VideoTracks(frames, rows) for _ in range(videos)], [f"{i:02d}" for i in range(videos)])
-
 
 def tiny_cfg(**sets) -> Config:
     cfg = Config.preset("tiny")
@@ -94,7 +82,7 @@ def sgd_steps(steps: int = 3, **data) -> dict:
     """The first step's gradients and the state after ``steps`` steps of plain SGD (in place
     of Adam, which turns float noise in zero-mean gradients -- the biases before BatchNorm --
     into full-size steps) of the ``sync`` configuration."""
-    trainer = Trainer(tiny_cfg(**SCENARIOS["sync"][0]), tiny_data(**data), "unused", progress=False)
+    trainer = Trainer(tiny_cfg(**SCENARIOS["sync"][0]), noise_training_data(**data), "unused", progress=False)
     trainer.optimizer = torch.optim.SGD(trainer.net.parameters(), lr=0.05)
     trainer.train_step(0)
     grads = step_gradients(trainer)
@@ -116,13 +104,13 @@ def _rank_main(rank: int, world: int, port: int, base: str, scene: str) -> None:
             if rank == 0:
                 run.mkdir()
             distributed.barrier()
-            trainer = Trainer(tiny_cfg(**sets), tiny_data(**data), run, progress=False)
+            trainer = Trainer(tiny_cfg(**sets), noise_training_data(**data), run, progress=False)
             summary = trainer.run()
             torch.save({**held_state(trainer), "summary": summary}, base_dir / f"{name}-rank{rank}.pt")
         for name, (steps, data) in SGD_CASES.items():
             torch.save(sgd_steps(steps, **data), base_dir / f"{name}-rank{rank}.pt")
         try:
-            Trainer(tiny_cfg(**{"train.batch_size": 3}), tiny_data(), base_dir / "odd", progress=False)
+            Trainer(tiny_cfg(**{"train.batch_size": 3}), noise_training_data(), base_dir / "odd", progress=False)
             message = None
         except UserError as exc:
             message = (str(exc), getattr(exc, "quiet", False))
@@ -162,7 +150,7 @@ def test_two_ranks_end_with_identical_weights_and_l(ddp):
         {k: v for k, v in b["summary"].items() if k not in timing}
     assert a["summary"]["processes"] == 2
     run = ddp / "plain"
-    assert sorted(p.name for p in run.iterdir()) == RUN_FILES
+    assert sorted(p.name for p in run.iterdir()) == PLAIN_RUN_FILES
     ckpt = load_checkpoint(run)
     assert not any(k.startswith("module.") for k in ckpt["model"])  # the unwrapped model's keys
     assert all(torch.equal(ckpt["model"][k], a["model"][k]) for k in a["model"])
@@ -210,7 +198,7 @@ def scale(t: torch.Tensor) -> float:
 
 
 def test_sync_batchnorm_adam_run_logs_the_single_process_losses(ddp, tmp_path):
-    Trainer(tiny_cfg(**SCENARIOS["sync"][0]), tiny_data(), tmp_path, progress=False).run()
+    Trainer(tiny_cfg(**SCENARIOS["sync"][0]), noise_training_data(), tmp_path, progress=False).run()
     one = [json.loads(l) for l in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     two = [json.loads(l) for l in (ddp / "sync" / "metrics.jsonl").read_text().splitlines()]
     assert len(one) == len(two) == 3
@@ -228,7 +216,7 @@ def test_batch_size_must_divide_among_ranks(ddp):
 
 @pytest.mark.parametrize("precision,dtype", [("bf16", torch.bfloat16), ("fp32", torch.float32)])
 def test_precision_sets_the_forward_dtype_and_keeps_weights_fp32(precision, dtype, tmp_path):
-    trainer = Trainer(tiny_cfg(**{"train.precision": precision, "train.steps": 2}), tiny_data(), tmp_path,
+    trainer = Trainer(tiny_cfg(**{"train.precision": precision, "train.steps": 2}), noise_training_data(), tmp_path,
                       progress=False)
     seen = set()
     conv = next(m for m in trainer.model.modules() if isinstance(m, nn.Conv2d))
@@ -245,7 +233,7 @@ def test_checkpoint_of_two_ranks_resumes_in_one_process(ddp, tmp_path):
 
     run = tmp_path / "run"
     shutil.copytree(ddp / "plain", run)
-    trainer = Trainer(tiny_cfg(**{"train.steps": 8}), tiny_data(), run, progress=False)
+    trainer = Trainer(tiny_cfg(**{"train.steps": 8}), noise_training_data(), run, progress=False)
     assert trainer.run(resume=True)["steps"] == 8
 
 

@@ -3,33 +3,16 @@
 import json
 import signal
 
-import numpy as np
 import pytest
 import torch
 
 from ddlvad import Config, UserError
 from ddlvad.checkpoint import load_checkpoint
 from ddlvad.data.clips import TrainingData, recalibration_batches
-from ddlvad.data.tracks import VideoTracks
 from ddlvad.models import recalibrate_batchnorm
 from ddlvad.runs import prepare_run_dir
 from ddlvad.trainer import Trainer, TrainingInterrupted
-
-RUN_FILES = ["checkpoint.pt", "config.yaml", "metrics.jsonl", "summary.json", "training.png"]
-
-
-def tiny_data(videos=2, frames=14):
-    rng = np.random.default_rng(0)
-    arrays = [rng.integers(0, 255, (frames, 32, 48, 1), dtype=np.uint8) for _ in range(videos)]
-    rows = np.array([[f, 7, 0.1, 0.2, 0.5, 0.7, 1.0] for f in range(frames)], float)
-    tracks = [VideoTracks(frames, rows) for _ in range(videos)]
-    return TrainingData(arrays, tracks, [f"{i:02d}" for i in range(videos)])
-
-
-def tiny_cfg(**sets):
-    cfg = Config.preset("tiny")
-    cfg.apply(sets)
-    return cfg
+from fixtures import PLAIN_RUN_FILES, noise_training_data, tiny_cfg
 
 
 def states_equal(a, b):
@@ -37,8 +20,8 @@ def states_equal(a, b):
 
 
 def test_tiny_run_writes_its_files(tmp_path):
-    summary = Trainer(tiny_cfg(), tiny_data(), tmp_path, progress=False).run()
-    assert sorted(p.name for p in tmp_path.iterdir()) == RUN_FILES
+    summary = Trainer(tiny_cfg(), noise_training_data(), tmp_path, progress=False).run()
+    assert sorted(p.name for p in tmp_path.iterdir()) == PLAIN_RUN_FILES
     lines = [json.loads(l) for l in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert [l["step"] for l in lines] == list(range(1, 7))
     assert all({"loss", "recon", "dist", "weight", "lr"} <= set(l) for l in lines)
@@ -50,9 +33,9 @@ def test_tiny_run_writes_its_files(tmp_path):
 
 
 def test_same_seed_same_run_and_other_seed_differs(tmp_path):
-    a = Trainer(tiny_cfg(), tiny_data(), tmp_path / "a", progress=False)
-    b = Trainer(tiny_cfg(), tiny_data(), tmp_path / "b", progress=False)
-    c = Trainer(tiny_cfg(**{"train.seed": 1}), tiny_data(), tmp_path / "c", progress=False)
+    a = Trainer(tiny_cfg(), noise_training_data(), tmp_path / "a", progress=False)
+    b = Trainer(tiny_cfg(), noise_training_data(), tmp_path / "b", progress=False)
+    c = Trainer(tiny_cfg(**{"train.seed": 1}), noise_training_data(), tmp_path / "c", progress=False)
     for t in (a, b, c):
         (tmp_path / t.run_dir.name).mkdir()
         t.run()
@@ -62,7 +45,7 @@ def test_same_seed_same_run_and_other_seed_differs(tmp_path):
 
 
 def test_batchnorm_recalibration_changes_only_the_running_statistics(tmp_path):
-    data = tiny_data()
+    data = noise_training_data()
     plain = Trainer(tiny_cfg(), data, tmp_path / "plain", progress=False)
     recal = Trainer(tiny_cfg(**{"train.bn_recalibration": 8, "train.snapshot_every": 3}), data, tmp_path / "recal",
                     progress=False)
@@ -94,13 +77,13 @@ def test_negative_bn_recalibration_is_a_clear_error():
 
 @pytest.mark.parametrize("sets", [{}, {"ddl.paste": 0.5}], ids=["noise", "moved-objects"])
 def test_resumed_run_ends_bit_for_bit_like_an_uninterrupted_one(tmp_path, sets):
-    full = Trainer(tiny_cfg(**sets), tiny_data(), tmp_path / "full", progress=False)
+    full = Trainer(tiny_cfg(**sets), noise_training_data(), tmp_path / "full", progress=False)
     (tmp_path / "full").mkdir()
     full.run()
     # Interrupted run: Ctrl-C during step 3, checkpoint, then a fresh process-like Trainer resumes.
     part_dir = tmp_path / "part"
     part_dir.mkdir()
-    part = Trainer(tiny_cfg(**sets), tiny_data(), part_dir, progress=False)
+    part = Trainer(tiny_cfg(**sets), noise_training_data(), part_dir, progress=False)
     real_step = part.train_step
 
     def step_then_interrupt(step):
@@ -114,7 +97,7 @@ def test_resumed_run_ends_bit_for_bit_like_an_uninterrupted_one(tmp_path, sets):
         part.run()
     assert load_checkpoint(part_dir)["step"] == 3
     torch.manual_seed(1234)  # a new process has another global RNG state
-    resumed = Trainer(tiny_cfg(**sets), tiny_data(), part_dir, progress=False)
+    resumed = Trainer(tiny_cfg(**sets), noise_training_data(), part_dir, progress=False)
     resumed.run(resume=True)
     assert states_equal(full.model.state_dict(), resumed.model.state_dict())
     assert full.weight.logit.item() == resumed.weight.logit.item()
@@ -122,7 +105,7 @@ def test_resumed_run_ends_bit_for_bit_like_an_uninterrupted_one(tmp_path, sets):
 
 @pytest.mark.parametrize("mode", ["recon", "sdl", "ddl"])
 def test_modes(tmp_path, mode):
-    t = Trainer(tiny_cfg(**{"ddl.mode": mode}), tiny_data(), tmp_path, progress=False)
+    t = Trainer(tiny_cfg(**{"ddl.mode": mode}), noise_training_data(), tmp_path, progress=False)
     t.run()
     lines = [json.loads(l) for l in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     if mode == "recon":
@@ -136,20 +119,20 @@ def test_modes(tmp_path, mode):
 
 
 def test_distinction_starts_at_its_step_after_reconstruction_only_steps(tmp_path):
-    t = Trainer(tiny_cfg(**{"ddl.start_step": 3}), tiny_data(), tmp_path, progress=False)
+    t = Trainer(tiny_cfg(**{"ddl.start_step": 3}), noise_training_data(), tmp_path, progress=False)
     t.run()
     lines = [json.loads(l) for l in (tmp_path / "metrics.jsonl").read_text().splitlines() if "loss" in l]
     assert [("dist" in l) for l in lines] == [False] * 3 + [True] * 3
     assert [l["weight"] for l in lines[:3]] == [0.5] * 3 and lines[-1]["weight"] != 0.5
     (tmp_path / "recon").mkdir()
-    plain = Trainer(tiny_cfg(**{"ddl.mode": "recon"}), tiny_data(), tmp_path / "recon", progress=False)
+    plain = Trainer(tiny_cfg(**{"ddl.mode": "recon"}), noise_training_data(), tmp_path / "recon", progress=False)
     plain.run()
     first = [json.loads(l) for l in (tmp_path / "recon" / "metrics.jsonl").read_text().splitlines()][:3]
     assert [l["recon"] for l in lines[:3]] == [l["recon"] for l in first]  # the same steps as recon mode
 
 
 def test_batch_without_masked_pixels_is_skipped(tmp_path):
-    data = tiny_data()
+    data = noise_training_data()
     data = TrainingData(data.frames, [None, None], data.video_ids)
     t = Trainer(tiny_cfg(), data, tmp_path, progress=False)
     summary = t.run()
@@ -160,7 +143,7 @@ def test_batch_without_masked_pixels_is_skipped(tmp_path):
 
 
 def test_run_dir_with_another_run_is_refused_unless_forced(tmp_path):
-    Trainer(tiny_cfg(), tiny_data(), tmp_path, progress=False).run()
+    Trainer(tiny_cfg(), noise_training_data(), tmp_path, progress=False).run()
     before = (tmp_path / "checkpoint.pt").read_bytes()
     with pytest.raises(UserError, match="--force"):
         prepare_run_dir(tmp_path, resume=False, force=False)
@@ -178,13 +161,13 @@ def lrs_of(run_dir) -> list[float]:
 def test_learning_rate_drops_once_at_the_configured_fraction(tmp_path):
     # 10 steps, lr_drop_at 0.3: one drop by lr_gamma 0.5 before step index 3 (rows are 1-based
     # and log the lr the step used). StepLR(step_size=3) dropped again at 6 and 9.
-    Trainer(tiny_cfg(**{"train.steps": 10, "train.lr_drop_at": 0.3}), tiny_data(), tmp_path, progress=False).run()
+    Trainer(tiny_cfg(**{"train.steps": 10, "train.lr_drop_at": 0.3}), noise_training_data(), tmp_path, progress=False).run()
     assert lrs_of(tmp_path) == pytest.approx([1e-3] * 3 + [5e-4] * 7)
 
 
 def test_resuming_with_more_steps_never_drops_the_learning_rate_twice(tmp_path):
     # 10 steps drop at step index 8; resumed to 20 steps the lr stays at its dropped value
     # (StepLR restored its step size of 8 and halved again at 16).
-    Trainer(tiny_cfg(**{"train.steps": 10}), tiny_data(), tmp_path, progress=False).run()
-    Trainer(tiny_cfg(**{"train.steps": 20}), tiny_data(), tmp_path, progress=False).run(resume=True)
+    Trainer(tiny_cfg(**{"train.steps": 10}), noise_training_data(), tmp_path, progress=False).run()
+    Trainer(tiny_cfg(**{"train.steps": 20}), noise_training_data(), tmp_path, progress=False).run(resume=True)
     assert lrs_of(tmp_path) == pytest.approx([1e-3] * 8 + [5e-4] * 12)

@@ -10,18 +10,10 @@ import torch
 
 from ddlvad import Config
 from ddlvad.checkpoint import load_checkpoint, load_model
-from ddlvad.data.clips import TrainingData
-from ddlvad.data.tracks import VideoTracks
 from ddlvad.runs import convergence_warning
 from ddlvad.trainer import Trainer, TrainingInterrupted
 from ddlvad.validation import Plateau, Validator, hold_out
-
-
-def tiny_data(videos=2, frames=30):
-    rng = np.random.default_rng(0)
-    arrays = [rng.integers(0, 255, (frames, 32, 48, 1), dtype=np.uint8) for _ in range(videos)]
-    rows = np.array([[f, 7, 0.1, 0.2, 0.5, 0.7, 1.0] for f in range(frames)], float)
-    return TrainingData(arrays, [VideoTracks(frames, rows) for _ in range(videos)], [f"{i:02d}" for i in range(videos)])
+from fixtures import noise_training_data
 
 
 def cfg_with(**sets) -> Config:
@@ -36,7 +28,7 @@ def rows_of(run):
 
 # ---------------------------------------------------------------------- hold-out and signal
 def test_hold_out_keeps_each_video_tail_apart_and_renumbers_its_tracks():
-    data = tiny_data(frames=30)
+    data = noise_training_data(frames=30)
     data.frames.append(np.zeros((6, 32, 48, 1), np.uint8))  # too short to split: all for training
     data.tracks.append(None)
     data.video_ids.append("short")
@@ -60,15 +52,15 @@ class Identity(torch.nn.Module):
 
 
 def test_a_model_that_copies_its_input_cannot_tell_pseudo_anomalies_apart():
-    _, held = hold_out(tiny_data(), 0.2, 3)
+    _, held = hold_out(noise_training_data(frames=30), 0.2, 3)
     values = Validator(cfg_with(), held)(Identity())
     # every error is 0: the reconstruction error is 0 and all scores tie (AUC 1/2)
     assert values == {"val_recon": 0.0, "val_auc": 0.5}
 
 
 def test_the_signal_is_the_same_at_every_validation_of_the_same_model():
-    _, held = hold_out(tiny_data(), 0.2, 3)
-    model = Trainer(cfg_with(), tiny_data(), "unused", progress=False).model
+    _, held = hold_out(noise_training_data(frames=30), 0.2, 3)
+    model = Trainer(cfg_with(), noise_training_data(frames=30), "unused", progress=False).model
     validator = Validator(cfg_with(), held)
     assert validator(model) == validator(model)  # fixed masks and noise, eval mode
     assert len(validator) == 8 and 0 <= validator(model)["val_auc"] <= 1
@@ -118,7 +110,7 @@ def test_until_converged_drops_the_lr_at_the_first_plateau_and_stops_at_the_seco
     # 8 10 -> plateau again: stop at step 10 with the best model of step 2.
     scripted(monkeypatch, [0.7, 0.7, 0.7, 0.7, 0.7])
     cfg = cfg_with(**{"train.until": "converged", "train.patience": 2, "train.steps": 100})
-    trainer = Trainer(cfg, tiny_data(), tmp_path, progress=False)
+    trainer = Trainer(cfg, noise_training_data(frames=30), tmp_path, progress=False)
     summary = trainer.run()
     assert summary["stopped"] == "converged" and summary["converged"] is True and summary["steps"] == 10
     assert summary["validation"]["best_step"] == 2 and summary["model_file"] == "best.pt"
@@ -131,7 +123,7 @@ def test_until_converged_drops_the_lr_at_the_first_plateau_and_stops_at_the_seco
 def test_a_run_whose_signal_stays_below_the_floor_keeps_its_lr_and_says_it_has_not_learned(tmp_path, monkeypatch):
     scripted(monkeypatch, [0.43])  # flat below chance: the blurred-scene state of an unlearned model
     cfg = cfg_with(**{"train.until": "converged", "train.patience": 2, "train.steps": 12})
-    summary = Trainer(cfg, tiny_data(), tmp_path, progress=False).run()
+    summary = Trainer(cfg, noise_training_data(frames=30), tmp_path, progress=False).run()
     assert summary["stopped"] == "steps" and summary["converged"] is False and summary["steps"] == 12
     assert summary["validation"]["learned"] is False
     # no drop at the false plateau of step 6 (the schedule's own drop comes at 80 % of the steps)
@@ -146,7 +138,7 @@ def test_a_signal_too_faint_for_the_scene_is_told_apart_from_a_model_that_has_no
     # the Avenue sample: 0.51 at s = 0.2 for the whole run, 0.91 for the same model at s = 0.5
     scripted(monkeypatch, [0.51], check=0.91)
     cfg = cfg_with(**{"train.until": "converged", "train.patience": 2, "train.steps": 6})
-    summary = Trainer(cfg, tiny_data(), tmp_path, progress=False).run()
+    summary = Trainer(cfg, noise_training_data(frames=30), tmp_path, progress=False).run()
     assert summary["validation"]["learned"] is False
     assert summary["validation"]["check"] == {"weight": 0.5, "val_auc": 0.91, "above_floor": True}
     for info in (summary, load_checkpoint(tmp_path / "best.pt")):
@@ -174,7 +166,7 @@ def test_a_run_that_ends_before_its_signal_levels_off_says_so(tmp_path, monkeypa
 def test_a_time_budget_ends_training_cleanly_at_the_best_model(tmp_path, monkeypatch):
     scripted(monkeypatch, [0.9, 0.8])
     cfg = cfg_with(**{"train.minutes": 1e-9, "train.steps": 100})
-    summary = Trainer(cfg, tiny_data(), tmp_path, progress=False).run()
+    summary = Trainer(cfg, noise_training_data(frames=30), tmp_path, progress=False).run()
     assert summary["stopped"] == "minutes" and summary["steps"] == 1 and summary["threshold"]["value"] > 0
     best = load_checkpoint(tmp_path / "best.pt")
     assert best["step"] == 1 and best["stopped"] == "minutes" and best["threshold"] == summary["threshold"]
@@ -184,12 +176,13 @@ def test_a_time_budget_ends_training_cleanly_at_the_best_model(tmp_path, monkeyp
 
 # ---------------------------------------------------------------------- averaging, warm-up, resume
 def test_warmup_raises_the_learning_rate_linearly(tmp_path):
-    Trainer(Config.preset("tiny").apply({"train.warmup_steps": 3}), tiny_data(), tmp_path, progress=False).run()
+    Trainer(Config.preset("tiny").apply({"train.warmup_steps": 3}), noise_training_data(frames=30), tmp_path,
+            progress=False).run()
     assert [r["lr"] for r in rows_of(tmp_path)][:4] == pytest.approx([1e-3 / 3, 2e-3 / 3, 1e-3, 1e-3])
 
 
 def test_the_moving_average_is_what_is_kept(tmp_path):
-    trainer = Trainer(Config.preset("tiny").apply({"train.ema": 0.5}), tiny_data(), tmp_path, progress=False)
+    trainer = Trainer(Config.preset("tiny").apply({"train.ema": 0.5}), noise_training_data(frames=30), tmp_path, progress=False)
     summary = trainer.run()
     assert summary["model_file"] == "best.pt"
     kept = load_checkpoint(tmp_path / "best.pt")["model"]
@@ -202,16 +195,16 @@ def test_the_moving_average_is_what_is_kept(tmp_path):
 def test_resumed_validated_averaged_run_ends_like_an_uninterrupted_one(tmp_path):
     cfg = cfg_with(**{"train.ema": 0.9, "train.until": "converged", "train.patience": 1, "train.steps": 12,
                       "train.warmup_steps": 2, "train.clip_grad": 1.0})
-    full = Trainer(cfg, tiny_data(), tmp_path / "full", progress=False)
+    full = Trainer(cfg, noise_training_data(frames=30), tmp_path / "full", progress=False)
     (tmp_path / "full").mkdir()
     a = full.run()
-    part = Trainer(cfg, tiny_data(), tmp_path / "part", progress=False)
+    part = Trainer(cfg, noise_training_data(frames=30), tmp_path / "part", progress=False)
     (tmp_path / "part").mkdir()
     real = part.train_step
     part.train_step = lambda step: (real(step), step == 2 and signal.raise_signal(signal.SIGINT))[0]
     with pytest.raises(TrainingInterrupted):
         part.run()
-    b = Trainer(cfg, tiny_data(), tmp_path / "part", progress=False).run(resume=True)
+    b = Trainer(cfg, noise_training_data(frames=30), tmp_path / "part", progress=False).run(resume=True)
     same = {"steps", "stopped", "converged", "anomaly_weight", "threshold"}
     assert {k: a[k] for k in same} == {k: b[k] for k in same} and a["validation"] == b["validation"]
     for name in ("checkpoint.pt", "best.pt"):

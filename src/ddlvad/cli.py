@@ -3,6 +3,9 @@ of commands (each a short adapter that calls a function of :mod:`ddlvad.commands
 
 Bad input ends with one line on stderr and exit code 2 (130 after Ctrl-C); ``--debug``
 shows the traceback instead.
+
+One concern, in one module though it is long: the command line: the table of flags and the table of
+commands, with their short adapters.
 """
 
 from __future__ import annotations

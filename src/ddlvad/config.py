@@ -5,6 +5,10 @@ preset; ``cfg.override(["train.lr=1e-3", ...])`` applies ``section.field=value``
 (the command line's ``--set``); ``Config.from_yaml``/``to_yaml`` round-trip a run's
 ``config.yaml``. Every check lives in ``validate()`` and raises :class:`UserError` naming
 the flag to change. This module does not import torch.
+
+One concern, in one module though it is long: every default of the package and the check of each
+(one dataclass per section, the presets, the evaluation protocols); splitting it would split the one
+source of defaults.
 """
 
 from __future__ import annotations

@@ -29,6 +29,10 @@ add 1 to each side in their IoU; convert with ``x2_exclusive = x2_inclusive + 1`
     anomalous object per frame, with a track id; :func:`annotated_box` brings such a box to a
     map); without them :class:`MapEvaluation` cuts regions from the pixel masks and links them
     into tracks, which is not the published protocol (:func:`describe_protocol` says which).
+
+One concern, in one module though it is long: the localisation metrics of a test set (pixel AUC,
+RBDC/TBDC, the maps of a whole test set, the protocol text); the run-time region geometry is in
+:mod:`ddlvad.regions`.
 """
 
 from __future__ import annotations

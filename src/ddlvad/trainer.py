@@ -14,6 +14,10 @@ Under torchrun (see distributed.py) every process takes a contiguous slice of ea
 batch and draws exactly what a single process draws for those windows; the network and the
 anomaly weight are one DistributedDataParallel module, so ``l`` is averaged like any
 weight; rank 0 alone writes metrics, checkpoints and the summary.
+
+One concern, in one module though it is long: the training loop and the state it carries from step
+to step (sizes, learning rate, checkpoints, the end of a run); the pieces it uses live elsewhere:
+pseudo anomalies, validation and the kept-model choice, resume rules, BatchNorm re-estimation.
 """
 
 from __future__ import annotations

@@ -6,6 +6,9 @@ motion, anti-aliased edges, motion blur along the on-screen velocity), shrunk to
 size, then lit (brightness/contrast drift, cloud shadow) and given sensor noise. An anomaly's
 mask is the part of it that is visible (nearer objects hide it), closed into one blob per
 object as annotators draw it; a frame is labelled abnormal iff its mask has a pixel.
+
+One concern, in one module though it is long: rendering the ground-plane scenes of
+:mod:`ddlvad.data.scenes` (camera, walkers, anomalies, lighting, sensor), stage by stage.
 """
 
 from __future__ import annotations

@@ -39,6 +39,9 @@ Telling ped1 from ped2 in the ``frames`` layout (first rule that decides wins):
 Only the videos present are indexed; labels of absent videos are ignored. Label arrays of
 frame folders are checked against the number of frame files here; those of video files
 are checked against the decoded frame count in :mod:`ddlvad.data.frames`.
+
+One concern, in one module though it is long: finding the videos and labels of each benchmark's
+on-disk layouts (UCSD, Avenue, ShanghaiTech, plain folders); each layout is a short function.
 """
 
 from __future__ import annotations

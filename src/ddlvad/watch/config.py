@@ -33,6 +33,9 @@ message has one line per problem, each naming the file (or ``ddlvad watch``) and
 Passwords never reach logs through this module: :func:`redact` hides the password of a URL, every
 ``repr``/``describe`` of a camera or webhook uses it, and the HTTP token and MQTT password are left
 out of ``repr``. This module imports neither torch nor OpenCV.
+
+One concern, in one module though it is long: the watch configuration file and every check of it
+(each bad key or value is one line naming camera and key).
 """
 
 from __future__ import annotations

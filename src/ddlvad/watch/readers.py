@@ -19,6 +19,9 @@ setting. So each connection reads in its own I/O thread, and the reader's thread
 watchdog: when no frame has come for ``read_timeout`` it abandons that connection (its I/O
 thread may deliver nothing more, and releases its own capture once OpenCV returns; a capture
 is never touched from two threads) and opens a new one.
+
+One concern, in one module though it is long: reading one camera so that a stalled or dropped stream
+never stops the service (connections, watchdog, backoff, bounded queue, rates).
 """
 
 from __future__ import annotations

@@ -17,6 +17,9 @@ the post-roll has passed; files are written to a temporary name and renamed, the
 store, so the page never sees half a file. At :meth:`Service.stop` (SIGTERM, Ctrl-C) open events
 are closed and their clips finalised; after a hard kill the next start closes what was left open
 (:meth:`~ddlvad.watch.store.EventStore.close_open_events`).
+
+One concern, in one module though it is long: what happens to a camera's frames once read: scoring,
+events, media, notifications, and what the page reads.
 """
 
 from __future__ import annotations

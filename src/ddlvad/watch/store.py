@@ -33,6 +33,9 @@ it that no event names once it is :data:`ORPHAN_GRACE` old. A row can still name
 when someone deletes files by hand: readers check that the path exists and answer "not found".
 
 The store imports neither torch nor OpenCV.
+
+One concern, in one module though it is long: the event database: schema and migrations, writes from
+the service, reads for the page, retention of rows and files together, safe media paths.
 """
 
 from __future__ import annotations

@@ -37,6 +37,9 @@ origin are refused (403). Media files are served only through :func:`ddlvad.watc
 redacted ``label``. The access log (logger ``ddlvad.watch.web``) shows ``token=***``.
 
 This module imports neither torch nor OpenCV.
+
+One concern, in one module though it is long: the HTTP API and page: routes, the access token, safe
+file serving, live view, metrics.
 """
 
 from __future__ import annotations

@@ -126,7 +126,8 @@ FLAGS: dict[str, Flag] = {
     "no-plots": Flag({"action": "store_true"}),
     # detection
     "source": Flag({"help": "video file, folder of frame images, camera index (0) or stream URL"}),
-    "threshold": Flag({"type": float, "help": "frame score above which a frame is anomalous (default: the run's)"}),
+    "threshold": Flag({"type": float, "help": "frame score above which a frame is anomalous (default: the run's; 0: every "
+                                                  "scored frame)"}),
     "batch": Flag({"type": int, "help": "windows per forward pass (default: score.batch_size; 1 for live streams)"}),
     "no-overlay": Flag({"action": "store_true", "help": "do not write overlay.mp4"}),
     "max-frames": Flag({"type": int, "help": "stop after N frames"}),

@@ -10,7 +10,8 @@ at most ``B + T - 1`` frames and scores ``B`` windows per pass. Files and folder
 A frame's score is the worst patch mean of its error map (docs/method.md §6); the first
 and last ``(T-1)/2`` frames have no full window: their score is NaN, they have no error map
 and are never anomalous. A frame is anomalous when its score is strictly above the
-threshold. :class:`EventTracker` merges anomalous frames into events.
+threshold; a threshold of 0 makes every scored frame anomalous (a score of exactly 0, a
+perfect reconstruction, too). :class:`EventTracker` merges anomalous frames into events.
 
     from ddlvad import AnomalyDetector
     detector = AnomalyDetector.load("runs/tiny")
@@ -49,7 +50,8 @@ class FrameResult:
     score: float
     """Worst patch mean of the error map; NaN for the ``(T-1)/2`` edge frames at each end."""
     anomalous: bool
-    """``score > threshold``; always False for edge frames and when no threshold is set."""
+    """``score > threshold`` (every scored frame at threshold 0); always False for edge frames and
+    when no threshold is set."""
     error_map: np.ndarray | None
     """``(H, W)`` float32 error ``e(X_t, f(X))`` at the model's resolution; None for edge frames."""
     box: tuple[int, int, int, int] | None
@@ -166,6 +168,9 @@ class AnomalyDetector:
                  batch_size: int | None = None, region_threshold: float | None = None) -> None:
         if batch_size is not None and batch_size < 1:
             raise UserError(f"--batch {batch_size}: must be >= 1")
+        if threshold is not None and not (math.isfinite(threshold) and threshold >= 0):
+            raise UserError(f"--threshold {threshold:g}: frame scores are errors >= 0: give a finite threshold "
+                            f">= 0 (0 makes every scored frame anomalous)")
         self.model = model.eval()
         self.cfg = cfg
         self.spec = FrameSpec.for_scoring(cfg)  # the training size unless score.scale (docs/method.md §9.29)
@@ -265,7 +270,8 @@ class AnomalyDetector:
 
     def _result(self, scored: ScoredFrame, fps: float) -> FrameResult:
         error = None if scored.error is None else scored.error.numpy().copy()
-        anomalous = self.threshold is not None and math.isfinite(scored.score) and scored.score > self.threshold
+        anomalous = (self.threshold is not None and math.isfinite(scored.score)
+                     and (scored.score > self.threshold or self.threshold == 0))  # 0: every scored frame
         regions = []
         if scored.anomaly_map is not None and self.region_threshold is not None:
             regions = regions_from_map(scored.anomaly_map.numpy(), self.region_threshold)

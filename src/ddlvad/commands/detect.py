@@ -46,8 +46,6 @@ def detect(run: str | Path, source: str | int | Path, out: str | Path | None = N
     The threshold is ``threshold`` if given, else the run's stored one (none: UserError).
     """
     rules = rules or EventRules()
-    if threshold is not None and not np.isfinite(threshold):
-        raise UserError(f"--threshold {threshold}: give a finite frame score")
     detector = AnomalyDetector.load(run, threshold, batch_size)
     warning = convergence_warning(detector.info, run)
     if warning:

@@ -101,3 +101,51 @@ def test_a_score_of_exactly_0_is_anomalous_at_threshold_0(tiny_run):
     assert not detector._result(edge, 25.0).anomalous
     detector = AnomalyDetector.load(tiny_run, threshold=0.1)
     assert not detector._result(zero, 25.0).anomalous
+
+
+# ---------------------------------------------------------------------- --debug before or after the verb
+def failing_call(verb, tmp_path):
+    """Arguments of ``verb`` that end in a UserError before any work."""
+    (tmp_path / "demo" / "run").mkdir(parents=True, exist_ok=True)
+    (tmp_path / "demo" / "run" / "checkpoint.pt").write_bytes(b"")
+    (tmp_path / "full").mkdir(exist_ok=True)
+    (tmp_path / "full" / "x").write_text("")
+    missing = str(tmp_path / "missing")
+    return {"demo": ["demo", "--out", tmp_path / "demo"], "synth": ["synth", tmp_path / "full"],
+            "train": ["train", "--data", missing, "--preset", "tiny", "--lr", "0"],
+            "evaluate": ["evaluate", missing, "--data", missing], "detect": ["detect", missing, "--run", missing],
+            "export": ["export", missing, "--format", "onnx"], "track": ["track", missing],
+            "config": ["config", "--lr", "0"], "data info": ["data", "info", missing]}[verb]
+
+
+VERBS = ["demo", "synth", "train", "evaluate", "detect", "export", "track", "config", "data info"]
+
+
+def test_every_verb_is_covered():
+    from ddlvad.cli import COMMANDS, DATA_COMMANDS
+
+    assert sorted(VERBS) == sorted([*COMMANDS, *(f"data {name}" for name in DATA_COMMANDS)])
+
+
+@pytest.mark.parametrize("verb", VERBS)
+def test_debug_before_or_after_the_verb_shows_the_traceback(verb, tmp_path, cli):
+    from ddlvad.errors import UserError
+
+    args = failing_call(verb, tmp_path)
+    code, _, err = cli(*args)
+    one_line_error(code, err)
+    for where in (0, len(args)):  # before the verb, after its arguments: the same error, raised
+        with pytest.raises(UserError) as raised:
+            main([str(a) for a in args[:where] + ["--debug"] + args[where:]])
+        assert err.strip() == f"ddlvad: error: {raised.value}"
+
+
+def test_debug_prints_a_traceback_from_the_console(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    done = subprocess.run([sys.executable, "-m", "ddlvad", "data", "info", str(tmp_path / "missing"), "--debug"],
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 1 and "Traceback" in done.stderr and "UserError" in done.stderr

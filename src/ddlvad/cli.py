@@ -138,6 +138,8 @@ FLAGS: dict[str, Flag] = {
                         "help": f"drop events shorter than this many frames (default {EventRules.min_frames})"}),
     "format": Flag({"required": True, "choices": ("onnx", "torchscript")}),
     "json": Flag({"action": "store_true", "help": "print JSON"}),
+    # every command (and before the command): added by build_parser, not listed in COMMANDS
+    "debug": Flag({"action": "store_true", "help": "show the traceback of an error instead of one line"}),
 }
 POSITIONAL = {"root", "source"}
 CONFIG_FLAGS = ("preset", "config", "set", "mode", "model", "epochs", "steps", "until", "minutes", "batch-size", "lr",
@@ -339,17 +341,25 @@ def _add_command(sub, name: str, command: Command) -> None:
             p.add_argument(flag.replace("-", "_"), **kwargs)
         else:
             p.add_argument(f"--{flag}", *FLAGS[flag].names, **kwargs)
+    _add_debug(p, before_command=False)
+
+
+def _add_debug(parser: argparse.ArgumentParser, before_command: bool) -> None:
+    """``--debug`` before the command (default False) or after it: there the default is left out,
+    so that a ``--debug`` given before the command is not reset by the command's parser."""
+    parser.add_argument("--debug", **{**FLAGS["debug"].kwargs, **({} if before_command else {"default": argparse.SUPPRESS})})
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="ddlvad", description="Video anomaly detection with Dynamic Distinction Learning.",
                      epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    _add_debug(parser, before_command=True)
     parser.add_argument("--version", action="version", version=_version())
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     for name, command in COMMANDS.items():
         _add_command(sub, name, command)
     data = sub.add_parser("data", help="inspect datasets")
+    _add_debug(data, before_command=False)
     data_sub = data.add_subparsers(dest="data_command", required=True, parser_class=_Parser)
     for name, command in DATA_COMMANDS.items():
         _add_command(data_sub, name, command)
@@ -396,9 +406,10 @@ def _close_progress_bars() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    debug = "--debug" in argv
+    debug = "--debug" in argv  # until the arguments are parsed (an error of parsing comes first)
     try:
         args = build_parser().parse_args(argv)
+        debug = args.debug
         return args.handler(args)
     except UserError as exc:
         if debug:

@@ -149,3 +149,166 @@ def test_debug_prints_a_traceback_from_the_console(tmp_path):
     done = subprocess.run([sys.executable, "-m", "ddlvad", "data", "info", str(tmp_path / "missing"), "--debug"],
                           capture_output=True, text=True, env=env, timeout=120)
     assert done.returncode == 1 and "Traceback" in done.stderr and "UserError" in done.stderr
+
+
+# ---------------------------------------------------------------------- the sweep
+# Every numeric flag of every verb at 0, -1, NaN, inf, -inf, 1e30, 10**12 and 10**30 (digits).
+# Expected: "ok" (exit 0), "later: WORDS" (accepted; the command then stops, before any work, at the
+# named later check: a missing data folder, a folder that already holds a demo), or WORDS of the
+# one-line error, which names the flag.
+HUGE = "1" + "0" * 30
+EDGES = ("0", "-1", "nan", "inf", "-inf", "1e30", "1000000000000", HUGE)
+INT = "invalid int value"   # argparse: an integer flag given a float
+
+
+def rows(table):
+    """``{flag: (expected per edge, ...)}`` -> ``[(flag, value, expected), ...]``."""
+    return [(flag, value, want) for flag, wants in table.items() for value, want in zip(EDGES, wants, strict=True)]
+
+
+# ``ddlvad config`` and ``ddlvad train`` (config flags; ``train`` checks them before reading --data)
+CONFIG_FLAGS = rows({
+    #              0         -1        nan     inf     -inf    1e30    10**12  10**30
+    "--epochs": ("(--epochs): must be >= 1",) * 2 + (INT,) * 4 + ("ok", "(--epochs): too large for a 64-bit"),
+    "--steps": ("(--steps): must be >= 1",) * 2 + (INT,) * 4 + ("ok", "(--steps): too large for a 64-bit"),
+    "--batch-size": ("(--batch-size): must be >= 1",) * 2 + (INT,) * 4 + ("ok", "(--batch-size): too large"),
+    "--frames": ("(--frames): T must be odd, from 1 to 99",) * 2 + (INT,) * 4 + ("(--frames): T must be odd",) * 2,
+    "--seed": ("ok", "(--seed): a seed is an integer from 0 to 2**63-1") + (INT,) * 4 + ("ok", "(--seed): a seed is"),
+    # --minutes inf: no time budget; a divergent --lr 1e30 ends in one line at its first steps ("non-finite loss")
+    "--minutes": ("(--minutes): must be > 0",) * 3 + ("ok", "(--minutes): must be > 0", "ok", "ok", "ok"),
+    "--lr": ("(--lr): must be > 0",) * 3 + ("(--lr): must be a finite number", "(--lr): must be > 0", "ok", "ok", "ok"),
+})
+
+
+@pytest.mark.parametrize("flag,value,expected", CONFIG_FLAGS)
+def test_config_flags(flag, value, expected, cli):
+    run_case(cli, ["config", "--preset", "tiny", flag, value], expected)
+
+
+@pytest.mark.parametrize("flag,value,expected", CONFIG_FLAGS)
+def test_train_checks_its_flags_before_any_work(flag, value, expected, tmp_path, cli):
+    expected = "later: data root" if expected == "ok" else expected
+    run_case(cli, ["train", "--data", tmp_path / "missing", "--preset", "tiny", "--out", tmp_path / "run",
+                   flag, value], expected)
+
+
+# --set SECTION.FIELD=VALUE of every numeric field: the edges each accepts; every other edge is one
+# line naming the key
+SET_ACCEPTS = {
+    "model.latent": (), "model.dropout": ("0",),
+    "data.height": (), "data.width": (), "data.channels": (), "data.frames": (),
+    "ddl.init_logit": ("0", "-1", "1e30", "1000000000000", HUGE), "ddl.lam": ("0", "1e30", "1000000000000", HUGE),
+    "ddl.eps": ("1e30", "1000000000000", HUGE), "ddl.logit_lr": ("0", "1e30", "1000000000000", HUGE),
+    "ddl.start_step": ("0", "1000000000000"), "ddl.paste": ("0",), "ddl.noise_cell": (), "ddl.paste_start": ("0",),
+    "train.epochs": ("1000000000000",), "train.steps": ("1000000000000",), "train.batch_size": ("1000000000000",),
+    "train.lr": ("1e30", "1000000000000", HUGE), "train.lr_drop_at": (), "train.lr_gamma": (),
+    "train.seed": ("0", "1000000000000"), "train.log_every": ("1000000000000",),
+    "train.checkpoint_every": ("1000000000000",), "train.bn_recalibration": ("0", "1000000000000"),
+    "train.snapshot_every": ("1000000000000",), "train.threads": (),
+    "train.minutes": ("inf", "1e30", "1000000000000", HUGE), "train.val_fraction": ("0",),
+    "train.val_every": ("1000000000000",), "train.val_windows": ("1000000000000",), "train.val_weight": (),
+    "train.patience": ("1000000000000",), "train.val_floor": ("0",), "train.val_check_weight": (),
+    "train.min_improvement": ("0", "1e30", "1000000000000", HUGE), "train.ema": ("0",),
+    "train.warmup_steps": ("0", "1000000000000"), "train.clip_grad": ("inf", "1e30", "1000000000000", HUGE),
+    "train.start_scale": (),
+    "score.patch": (), "score.scale": (), "score.batch_size": ("1000000000000",), "score.threshold_percentile": (),
+    "score.threshold_frames": ("1000000000000",),
+    "objects.classes": ("0", "1000000000000"), "objects.score_threshold": ("0",),
+    "objects.long_side": ("1000000000000",),
+}
+SET_CASES = [(key, value, "ok" if value in accepts else key) for key, accepts in SET_ACCEPTS.items()
+             for value in EDGES]
+
+
+def test_every_numeric_config_field_is_swept():
+    from typing import get_type_hints
+
+    from ddlvad.config import _SECTIONS
+
+    numeric = {f"{name}.{field}" for name, section in _SECTIONS.items()
+               for field, hint in get_type_hints(section).items()
+               if any(t in str(hint) for t in ("int", "float")) and "bool" not in str(hint)}
+    assert numeric == set(SET_ACCEPTS)
+
+
+@pytest.mark.parametrize("key,value,expected", SET_CASES)
+def test_set_keys(key, value, expected, cli):
+    run_case(cli, ["config", "--preset", "tiny", "--set", f"{key}={value}"], expected)
+
+
+# the other verbs: (verb, flag, value, expected); {missing} is a folder that does not exist
+OTHER_FLAGS = [("detect", *row) for row in rows({
+    #           0     -1    nan   inf   -inf  1e30  10**12  10**30
+    "--threshold": ("ok", "--threshold -1: frame scores are errors >= 0", "--threshold nan:", "--threshold inf:",
+                    "--threshold -inf:", "ok", "ok", "ok"),
+    "--batch": ("--batch 0: must be >= 1", "--batch -1: must be >= 1") + (INT,) * 4 + ("ok", "ok"),
+    "--max-frames": ("--max-frames 0: must be from 1 to", "--max-frames -1: must be") + (INT,) * 4
+    + ("ok", f"--max-frames {HUGE}: must be from 1 to 9223372036854775807"),
+    "--fps": ("--fps 0.0: must be a positive number", "--fps -1.0:", "--fps nan:", "--fps inf:", "--fps -inf:")
+    + ("overlay.mp4 plays at the frame rate, and MPEG-4 takes 0.01 to 65535",) * 3,
+    "--gap": ("ok", "--gap -1: must be >= 0") + (INT,) * 4 + ("ok", "ok"),
+    "--min-frames": ("--min-frames 0: must be >= 1", "--min-frames -1: must be >= 1") + (INT,) * 4 + ("ok", "ok"),
+})] + [
+    ("detect", "--fps", ["1e30", "--no-overlay"], "ok"),     # frame times of 0 s, no video to encode
+    ("detect", "--fps", ["0.01"], "ok"),
+] + [("evaluate", *row) for row in rows({
+    "--window": ("(--window): the median window must be an odd number of frames from 1 to 9999",) * 2 + (INT,) * 4
+    + ("(--window): the median window",) * 2,
+    "--sigma": ("(--sigma): the gaussian sigma must be a number of frames > 0 and at most 1000",) * 8,
+    "--scale": ("(--scale): must be between 0.25 and 4",) * 8,
+})] + [
+    ("evaluate", "--window", ["9999"], "ok"),
+    ("evaluate", "--sigma", ["1000", "--smoothing", "gaussian"], "ok"),
+] + [("train-scenes", *row) for row in rows({
+    "--jobs": ("--jobs 0: must be >= 1", "--jobs -1: must be >= 1") + (INT,) * 4 + ("later: data root",) * 2,
+})] + [("synth", *row) for row in rows({
+    "--seed": ("later: is not empty", "--seed -1: a seed is an integer from 0 to 2**63-1") + (INT,) * 4
+    + ("later: is not empty", "a seed is an integer"),
+})] + [("demo", *row) for row in rows({
+    "--seed": ("later: already holds a demo", "train.seed=-1 (--seed): a seed is") + (INT,) * 4
+    + ("later: already holds a demo", "(--seed): a seed is"),
+    "--steps": ("train.steps=0 (--steps): must be >= 1", "train.steps=-1 (--steps)") + (INT,) * 4
+    + ("later: already holds a demo", "(--steps): too large for a 64-bit integer"),
+})] + [("track", *row) for row in rows({
+    "--score-threshold": ("later: data root",) + ("(--score-threshold): must be in [0, 1]",) * 7,
+})] + [
+    ("track", "--classes", ["-1"], "(--classes): class ids are >= 0"),
+    ("track", "--classes", ["nan"], "objects.classes='nan': expected int"),
+]
+
+
+@pytest.mark.parametrize("verb,flag,value,expected", OTHER_FLAGS)
+def test_other_flags(verb, flag, value, expected, tiny_run, clip, scene, tmp_path, cli):
+    value = value if isinstance(value, list) else [value]
+    missing = tmp_path / "missing"
+    (tmp_path / "demo" / "run").mkdir(parents=True)
+    (tmp_path / "demo" / "run" / "checkpoint.pt").write_bytes(b"")
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "x").write_text("")
+    args = {"detect": ["detect", clip, "--run", tiny_run, "--out", tmp_path / "out"],
+            "evaluate": ["evaluate", tiny_run, "--data", scene, "--out", tmp_path / "out", "--no-plots", "--quiet"],
+            "train-scenes": ["train", "--data", missing, "--all-scenes", "--preset", "tiny"],
+            "synth": ["synth", tmp_path / "full"], "demo": ["demo", "--out", tmp_path / "demo"],
+            "track": ["track", missing]}[verb]
+    run_case(cli, [*args, flag, *value], expected)
+    if verb == "detect" and expected == "ok":
+        report = json.loads((tmp_path / "out" / "events.json").read_text())
+        assert report["complete"] and report["frames"] == 8
+
+
+def run_case(cli, args, expected):
+    code, _, err = cli(*args)
+    if expected == "ok":
+        assert code == 0, err
+    else:
+        one_line_error(code, err, expected.removeprefix("later: "))
+
+
+def test_the_sweep_covers_every_numeric_flag():
+    """Every flag with a numeric type in cli.FLAGS is in a table above."""
+    from ddlvad.cli import FLAGS
+
+    numeric = {f"--{name}" for name, flag in FLAGS.items() if flag.kwargs.get("type") in (int, float)}
+    swept = {flag for flag, _, _ in CONFIG_FLAGS} | {flag for _, flag, _, _ in OTHER_FLAGS}
+    assert numeric <= swept, numeric - swept
+

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -326,6 +327,12 @@ DATA_COMMANDS: dict[str, Command] = {
 
 # ---------------------------------------------------------------------- parser and config
 class _Parser(argparse.ArgumentParser):
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        # a value such as -1e-3, -inf or -nan is a value, not an unknown option (argparse knows only -1, -.5)
+        self._negative_number_matcher = re.compile(r"^-(\d+\.?\d*|\.\d+)(e[-+]?\d+)?$|^-(inf|infinity|nan)$",
+                                                   re.IGNORECASE)
+
     def error(self, message: str) -> None:  # one line, exit 2 (argparse prints usage + message)
         raise UserError(f"{message} (see `{self.prog} --help`)")
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -155,6 +156,11 @@ class EventTracker:
 
 
 # ====================================================================== the detector
+def _check_batch(batch_size: int | None) -> None:
+    if batch_size is not None and batch_size < 1:
+        raise UserError(f"--batch {batch_size}: must be >= 1")
+
+
 class AnomalyDetector:
     """A trained model that scores frames as they arrive (not to be confused with the object
     detectors of :mod:`ddlvad.objects`, which find the boxes pseudo anomalies go into).
@@ -166,8 +172,7 @@ class AnomalyDetector:
 
     def __init__(self, model: nn.Module, cfg: Config, threshold: float | None = None,
                  batch_size: int | None = None, region_threshold: float | None = None) -> None:
-        if batch_size is not None and batch_size < 1:
-            raise UserError(f"--batch {batch_size}: must be >= 1")
+        _check_batch(batch_size)
         if threshold is not None and not (math.isfinite(threshold) and threshold >= 0):
             raise UserError(f"--threshold {threshold:g}: frame scores are errors >= 0: give a finite threshold "
                             f">= 0 (0 makes every scored frame anomalous)")
@@ -245,13 +250,20 @@ class AnomalyDetector:
         index, URL; closed at the end), or any iterable of frames (as :meth:`prepare`
         takes them; times use ``fps`` or :data:`DEFAULT_FPS`). ``batch_size``: windows per
         pass (default: 1 for a live source, else the detector's). ``max_frames``: stop
-        after that many frames.
+        after that many frames. Bad arguments raise here, before any frame is read.
         """
         if self.threshold is None:
             raise UserError("no detection threshold: this run stores none; pass threshold=... "
                             "(a frame score, e.g. the largest score of a normal video)")
-        if max_frames is not None and max_frames < 1:
-            raise UserError(f"--max-frames {max_frames}: must be >= 1")
+        if max_frames is not None and not 1 <= max_frames <= sys.maxsize:
+            raise UserError(f"--max-frames {max_frames}: must be from 1 to {sys.maxsize}")
+        _check_batch(batch_size)
+        if fps is not None and not (math.isfinite(fps) and fps > 0):
+            raise UserError(f"--fps {fps}: must be a positive number of frames per second")
+        return self._stream(source, fps, batch_size, max_frames)
+
+    def _stream(self, source: VideoSource | str | int | Path | Iterable[np.ndarray], fps: float | None,
+                batch_size: int | None, max_frames: int | None) -> Iterator[FrameResult]:
         owned = isinstance(source, (str, int, Path))
         video = VideoSource(source, fps) if owned else source
         try:

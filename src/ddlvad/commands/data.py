@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TextIO
 
+from ..config import check_seed
 from ..data.info import summary
 from ..data.layouts import index_dataset
 from ..data.synthetic import synthesize
@@ -13,6 +14,7 @@ from ..errors import UserError
 
 def synth(out: str | Path, *, seed: int = 0, force: bool = False) -> dict:
     """Write the synthetic surveillance scene (folder layout) into ``out``; returns its description."""
+    check_seed(seed, f"--seed {seed}")
     out = Path(out)
     if out.exists() and any(out.iterdir()) and not force:
         raise UserError(f"{out} is not empty: choose another folder or pass --force")

@@ -20,7 +20,7 @@ from ..errors import UserError
 from ..files import atomic_write, writable_dir
 from ..overlay import OverlayRenderer
 from ..runs import convergence_warning, detection_dir
-from ..stream import AnomalyDetector, Event, EventTracker
+from ..stream import AnomalyDetector, Event, EventTracker, FrameResult
 from . import Log, to_stderr
 
 
@@ -54,6 +54,11 @@ def detect(run: str | Path, source: str | int | Path, out: str | Path | None = N
         raise UserError(f"the run {run} stores no detection threshold: pass --threshold X (a frame score, "
                         f"e.g. the largest score of a normal video in `ddlvad evaluate`'s scores.csv)")
     with VideoSource(source, fps) as video:
+        low, high = OVERLAY_FPS
+        if overlay and not low <= video.fps <= high:
+            raise UserError(f"--fps {video.fps:g}: overlay.mp4 plays at the frame rate, and MPEG-4 takes {low:g} to "
+                            f"{high} frames per second: give an --fps in that range or pass --no-overlay")
+        results = detector.stream(video, max_frames=max_frames)  # checks --max-frames before a file is opened
         out = writable_dir(Path(out) if out else detection_dir(run, video.name))
         d = detector.cfg.data
         report: dict = {
@@ -68,10 +73,14 @@ def detect(run: str | Path, source: str | int | Path, out: str | Path | None = N
         # line-buffered: both tables are valid while running
         with open(out / "scores.csv", "w", newline="", buffering=1) as table, \
                 open(out / "regions.csv", "w", newline="", buffering=1) as regions:
-            _score(detector, video, (table, regions), out, report, events, EventTracker(rules), overlay, max_frames)
+            _score(detector, video, results, (table, regions), out, report, events, EventTracker(rules), overlay)
     report["outputs"] = sorted(p.name for p in out.iterdir() if p.suffix in (".csv", ".json", ".mp4"))
     report["out"] = str(out)
     return report
+
+
+OVERLAY_FPS = (0.01, 65535)
+"""Frame rates ``cv2.VideoWriter``'s MPEG-4 encoder opens a file at (``--fps`` outside: refused)."""
 
 
 class _Events:
@@ -95,8 +104,8 @@ class _Events:
         atomic_write(self.path, json.dumps(self.report, indent=2))
 
 
-def _score(detector: AnomalyDetector, video: VideoSource, tables, out: Path, report: dict, events: _Events,
-           tracker: EventTracker, overlay: bool, max_frames: int | None) -> None:
+def _score(detector: AnomalyDetector, video: VideoSource, results: Iterator[FrameResult], tables, out: Path,
+           report: dict, events: _Events, tracker: EventTracker, overlay: bool) -> None:
     """The detection loop: rows, an overlay frame and an event update per frame."""
     rows, region_rows = (csv.writer(t) for t in tables)
     rows.writerow(["frame", "time_s", "score", "anomalous", "regions"])
@@ -104,7 +113,7 @@ def _score(detector: AnomalyDetector, video: VideoSource, tables, out: Path, rep
     writer = renderer = None
     try:
         with _sigterm_as_interrupt():
-            for result in detector.stream(video, max_frames=max_frames):
+            for result in results:
                 scored = np.isfinite(result.score)
                 rows.writerow([result.frame, f"{result.time:.4f}", f"{result.score:.6g}" if scored else "",
                                int(result.anomalous), len(result.regions)])

@@ -40,6 +40,17 @@ def clip(tmp_path_factory, scene):
     return folder
 
 
+@pytest.fixture(scope="module")
+def one_video(tmp_path_factory, scene):
+    """The scene's test video 02 alone (frames, labels, masks): what evaluate scores, cheaply."""
+    root = tmp_path_factory.mktemp("one") / "scene"
+    for part in ("frames/02", "masks/02"):
+        shutil.copytree(scene / "testing" / part, root / "testing" / part)
+    shutil.copy(scene / "testing" / "labels" / "02.npy", (root / "testing" / "labels").mkdir(parents=True) or
+                root / "testing" / "labels" / "02.npy")
+    return root
+
+
 def read_video(path):
     capture = cv2.VideoCapture(str(path))
     frames = []
@@ -278,7 +289,7 @@ OTHER_FLAGS = [("detect", *row) for row in rows({
 
 
 @pytest.mark.parametrize("verb,flag,value,expected", OTHER_FLAGS)
-def test_other_flags(verb, flag, value, expected, tiny_run, clip, scene, tmp_path, cli):
+def test_other_flags(verb, flag, value, expected, tiny_run, clip, one_video, tmp_path, cli):
     value = value if isinstance(value, list) else [value]
     missing = tmp_path / "missing"
     (tmp_path / "demo" / "run").mkdir(parents=True)
@@ -286,7 +297,8 @@ def test_other_flags(verb, flag, value, expected, tiny_run, clip, scene, tmp_pat
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "x").write_text("")
     args = {"detect": ["detect", clip, "--run", tiny_run, "--out", tmp_path / "out"],
-            "evaluate": ["evaluate", tiny_run, "--data", scene, "--out", tmp_path / "out", "--no-plots", "--quiet"],
+            "evaluate": ["evaluate", tiny_run, "--data", one_video, "--out", tmp_path / "out", "--no-plots",
+                         "--quiet"],
             "train-scenes": ["train", "--data", missing, "--all-scenes", "--preset", "tiny"],
             "synth": ["synth", tmp_path / "full"], "demo": ["demo", "--out", tmp_path / "demo"],
             "track": ["track", missing]}[verb]
@@ -312,3 +324,94 @@ def test_the_sweep_covers_every_numeric_flag():
     swept = {flag for flag, _, _ in CONFIG_FLAGS} | {flag for _, flag, _, _ in OTHER_FLAGS}
     assert numeric <= swept, numeric - swept
 
+
+# ---------------------------------------------------------------------- nothing half-written
+def snapshot(folder):
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_detect_failing_mid_way_keeps_a_consistent_set(tiny_run, clip, tmp_path, cli):
+    """A corrupt frame after the first 8: exit 2 in one line; the tables, the overlay and events.json
+    hold the same 7 frames (frame 7's window needs frame 8) and say why they stop; no temporary file
+    stays."""
+    source = tmp_path / "source"
+    shutil.copytree(clip, source)
+    (source / "008.jpg").write_bytes(b"not a jpeg")
+    out = tmp_path / "out"
+    code, _, err = cli("detect", source, "--run", tiny_run, "--out", out, "--batch", "1")
+    one_line_error(code, err, "008.jpg", "corrupt")
+    report = json.loads((out / "events.json").read_text())
+    assert report["frames"] == 7 and not report["complete"] and "008.jpg" in report["stopped"]
+    assert [int(r["frame"]) for r in csv.DictReader(open(out / "scores.csv"))] == list(range(7))
+    assert len(read_video(out / "overlay.mp4")) == 7
+    assert sorted(p.name for p in out.iterdir()) == ["events.json", "overlay.mp4", "regions.csv", "scores.csv"]
+
+
+@pytest.mark.parametrize("failure", ["corrupt first frame", "bug in the overlay"])
+def test_detect_failing_before_its_first_frame_leaves_the_previous_outputs(failure, tiny_run, clip, tmp_path, cli,
+                                                                           monkeypatch):
+    out = tmp_path / "out"
+    assert cli("detect", clip, "--run", tiny_run, "--out", out)[0] == 0
+    before = snapshot(out)
+    source = tmp_path / "source"
+    shutil.copytree(clip, source)
+    if failure == "corrupt first frame":
+        (source / "000.jpg").write_bytes(b"not a jpeg")
+        code, _, err = cli("detect", source, "--run", tiny_run, "--out", out)
+        one_line_error(code, err, "000.jpg")
+    else:  # a bug (here: drawing fails) stays loud, and still nothing is half-written
+        monkeypatch.setattr(OverlayRenderer, "render", lambda self, result: 1 / 0)
+        with pytest.raises(ZeroDivisionError):
+            main(["detect", str(source), "--run", str(tiny_run), "--out", str(out)])
+    assert snapshot(out) == before
+
+
+def test_detect_overlay_is_renamed_into_place_only_when_closed(tiny_run, clip, tmp_path, cli, monkeypatch):
+    """While frames are written the overlay lives under a temporary name (a killed run leaves the
+    previous overlay.mp4 whole)."""
+    import ddlvad.commands.detect as detect_module
+
+    seen = []
+    real = detect_module._video_writer
+
+    def spy(path, fps, size):
+        seen.append(path)
+        return real(path, fps, size)
+
+    monkeypatch.setattr(detect_module, "_video_writer", spy)
+    out = tmp_path / "out"
+    assert cli("detect", clip, "--run", tiny_run, "--out", out)[0] == 0
+    assert len(seen) == 1 and seen[0].parent == out and seen[0].name != "overlay.mp4" and not seen[0].exists()
+    assert len(read_video(out / "overlay.mp4")) == 8
+
+
+def test_evaluate_with_a_full_disk_keeps_report_json_and_every_file_whole(tiny_run, one_video, tmp_path, cli,
+                                                                         monkeypatch):
+    """The disk fills while the plots are written: exit 2 in one line; the previous report.json stays
+    (it is written last), every file is whole, no temporary file stays."""
+    import errno
+    import os
+
+    out = tmp_path / "eval"
+    (out / "plots").mkdir(parents=True)
+    before = {"report.json": b'{"previous": true}', "scores.csv": b"video,frame,score,smoothed,label\n",
+              "plots/video_02.png": cv2.imencode(".png", np.zeros((4, 4), np.uint8))[1].tobytes()}
+    for name, data in before.items():
+        (out / name).write_bytes(data)
+    real_replace = os.replace
+
+    def replace(src, dst):  # scores.csv and the video's plot are written, then the disk is full (the ROC)
+        if os.path.basename(dst) == "roc.png":
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        real_replace(src, dst)
+
+    monkeypatch.setattr("ddlvad.files.os.replace", replace)
+    code, _, err = cli("evaluate", tiny_run, "--data", one_video, "--out", out, "--quiet")
+    one_line_error(code, err, "cannot write", "roc.png", "free disk space")
+    after = snapshot(out)
+    assert after["report.json"] == before["report.json"]
+    assert set(after) == {*before, "plots/localisation.png"}  # written before the ROC; no roc.png, no temporary
+    assert len(after["scores.csv"].decode().splitlines()) == 1 + 36  # the new one, whole
+    assert after["plots/video_02.png"] != before["plots/video_02.png"]
+    for name in ("plots/video_02.png", "plots/localisation.png"):
+        assert cv2.imdecode(np.frombuffer(after[name], np.uint8), cv2.IMREAD_UNCHANGED) is not None

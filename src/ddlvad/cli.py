@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -134,7 +135,8 @@ FLAGS: dict[str, Flag] = {
                                "dataset keeps them, else tracks cut from the pixel masks, not comparable)"}),
     # detection
     "source": Flag({"help": "video file, folder of frame images, camera index (0) or stream URL"}),
-    "threshold": Flag({"type": float, "help": "frame score above which a frame is anomalous (default: the run's)"}),
+    "threshold": Flag({"type": float, "help": "frame score above which a frame is anomalous (default: the run's; 0: every "
+                                                  "scored frame)"}),
     "batch": Flag({"type": int, "help": "windows per forward pass (default: score.batch_size; 1 for live streams)"}),
     "no-overlay": Flag({"action": "store_true", "help": "do not write overlay.mp4"}),
     "max-frames": Flag({"type": int, "help": "stop after N frames"}),
@@ -150,6 +152,8 @@ FLAGS: dict[str, Flag] = {
     "check": Flag({"action": "store_true", "help": "validate the configuration, load each model and open each source "
                                                    "once, then exit"}),
     "json": Flag({"action": "store_true", "help": "print JSON"}),
+    # every command (and before the command): added by build_parser, not listed in COMMANDS
+    "debug": Flag({"action": "store_true", "help": "show the traceback of an error instead of one line"}),
 }
 POSITIONAL = {"root", "source", "target"}
 CONFIG_FLAGS = ("preset", "config", "set", "mode", "model", "epochs", "steps", "until", "minutes", "batch-size", "lr",
@@ -359,6 +363,12 @@ DATA_COMMANDS: dict[str, Command] = {
 
 # ---------------------------------------------------------------------- parser and config
 class _Parser(argparse.ArgumentParser):
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        # a value such as -1e-3, -inf or -nan is a value, not an unknown option (argparse knows only -1, -.5)
+        self._negative_number_matcher = re.compile(r"^-(\d+\.?\d*|\.\d+)(e[-+]?\d+)?$|^-(inf|infinity|nan)$",
+                                                   re.IGNORECASE)
+
     def error(self, message: str) -> None:  # one line, exit 2 (argparse prints usage + message)
         raise UserError(f"{message} (see `{self.prog} --help`)")
 
@@ -374,17 +384,25 @@ def _add_command(sub, name: str, command: Command) -> None:
             p.add_argument(flag.replace("-", "_"), **kwargs)
         else:
             p.add_argument(f"--{flag}", *FLAGS[flag].names, **kwargs)
+    _add_debug(p, before_command=False)
+
+
+def _add_debug(parser: argparse.ArgumentParser, before_command: bool) -> None:
+    """``--debug`` before the command (default False) or after it: there the default is left out,
+    so that a ``--debug`` given before the command is not reset by the command's parser."""
+    parser.add_argument("--debug", **{**FLAGS["debug"].kwargs, **({} if before_command else {"default": argparse.SUPPRESS})})
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="ddlvad", description="Video anomaly detection with Dynamic Distinction Learning.",
                      epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    _add_debug(parser, before_command=True)
     parser.add_argument("--version", action="version", version=_version())
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     for name, command in COMMANDS.items():
         _add_command(sub, name, command)
     data = sub.add_parser("data", help="inspect datasets")
+    _add_debug(data, before_command=False)
     data_sub = data.add_subparsers(dest="data_command", required=True, parser_class=_Parser)
     for name, command in DATA_COMMANDS.items():
         _add_command(data_sub, name, command)
@@ -431,9 +449,10 @@ def _close_progress_bars() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    debug = "--debug" in argv
+    debug = "--debug" in argv  # until the arguments are parsed (an error of parsing comes first)
     try:
         args = build_parser().parse_args(argv)
+        debug = args.debug
         return args.handler(args)
     except UserError as exc:
         if debug:

@@ -276,6 +276,30 @@ def check_scale(value: Any, name: str) -> None:
         raise UserError(f"{name}={value!r} (--scale): must be between {low:g} and {high:g} (1: the training size)")
 
 
+INT_MAX = 2**63 - 1
+"""The largest integer a setting may hold (64 bits), and the largest seed (numpy's generators and
+``torch.manual_seed`` both take 0 .. 2**63-1)."""
+MAX_SIDE = 4096
+"""The largest frame side (``data.height``, ``data.width``), pixels: 4K video fits."""
+MAX_LATENT = 2048
+"""The largest ``model.latent`` (4x the paper's 512: 6 GiB of weights)."""
+MAX_FRAMES = 99
+"""The largest window length ``data.frames`` (the temporal kernels grow with it)."""
+MAX_THREADS = 1024
+"""The most torch threads ``train.threads`` may ask for."""
+
+
+def check_seed(value: Any, what: str) -> None:
+    """Raise :class:`UserError` starting with ``what`` (the setting and its value) unless ``value`` is
+    an integer seed in 0 .. :data:`INT_MAX`."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or not 0 <= value <= INT_MAX:
+        raise UserError(f"{what}: a seed is an integer from 0 to 2**63-1")
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and math.isfinite(value)
+
+
 def scaled_size(height: int, width: int, scale: float) -> tuple[int, int]:
     """``height x width`` times ``scale``, each side rounded to the nearest multiple of 16 (a tie
     to the even multiple, as Python's ``round``; at least 16): the size frames are scored at
@@ -369,36 +393,37 @@ class Config:
         _choice("ddl.loss_form", l.loss_form, LOSS_FORMS)
         _choice("data.masks", d.masks, MASK_SOURCES)
         _choice("ddl.noise", l.noise, NOISE_KINDS)
-        if l.noise_cell < 1:
-            raise UserError(f"ddl.noise_cell={l.noise_cell}: must be >= 1 pixel")
+        if not 1 <= l.noise_cell <= max(d.height, d.width):
+            raise UserError(f"ddl.noise_cell={l.noise_cell}: must be from 1 pixel to the frame size")
         _choice("train.precision", t.precision, PRECISIONS)
-        if m.latent < 8 or m.latent % 8:
-            raise UserError(f"model.latent={m.latent}: must be a positive multiple of 8")
+        if not 8 <= m.latent <= MAX_LATENT or m.latent % 8:
+            raise UserError(f"model.latent={m.latent}: must be a multiple of 8 from 8 to {MAX_LATENT}")
         if not 0 <= m.dropout < 1:
             raise UserError(f"model.dropout={m.dropout}: must be in [0, 1)")
         for name, value in (("data.height", d.height), ("data.width", d.width)):
-            if value < 16 or value % 16:
-                raise UserError(f"{name}={value}: frame size must be a positive multiple of 16 "
+            if not 16 <= value <= MAX_SIDE or value % 16:
+                raise UserError(f"{name}={value}: frame size must be a multiple of 16 from 16 to {MAX_SIDE} "
                                 f"(the network halves it four times)")
         if d.channels not in (1, 3):
             raise UserError(f"data.channels={d.channels}: use 1 (grey) or 3 (colour)")
-        if d.frames < 1 or d.frames % 2 == 0:
-            raise UserError(f"data.frames={d.frames} (--frames): T must be odd and >= 1")
+        if not 1 <= d.frames <= MAX_FRAMES or d.frames % 2 == 0:
+            raise UserError(f"data.frames={d.frames} (--frames): T must be odd, from 1 to {MAX_FRAMES}")
         if m.arch == "unet" and d.frames != 1:
             raise UserError(f"model.arch=unet takes one frame: set data.frames=1 (now {d.frames})")
-        if l.eps <= 0:
+        if not l.eps > 0:
             raise UserError(f"ddl.eps={l.eps}: must be > 0")
-        if l.lam < 0:
+        if not l.lam >= 0:
             raise UserError(f"ddl.lam={l.lam}: must be >= 0")
+        check_seed(t.seed, f"train.seed={t.seed} (--seed)")
         if t.epochs < 1:
             raise UserError(f"train.epochs={t.epochs} (--epochs): must be >= 1")
         if t.steps is not None and t.steps < 1:
             raise UserError(f"train.steps={t.steps} (--steps): must be >= 1")
         if t.batch_size < 1:
             raise UserError(f"train.batch_size={t.batch_size} (--batch-size): must be >= 1")
-        if t.lr <= 0:
+        if not t.lr > 0:
             raise UserError(f"train.lr={t.lr} (--lr): must be > 0")
-        if l.logit_lr is not None and l.logit_lr < 0:
+        if l.logit_lr is not None and not l.logit_lr >= 0:
             raise UserError(f"ddl.logit_lr={l.logit_lr}: must be >= 0")
         if not 0 <= l.paste <= 1:
             raise UserError(f"ddl.paste={l.paste}: must be a fraction in [0, 1]")
@@ -407,6 +432,8 @@ class Config:
                             f"not {d.masks!r}")
         if not 0 < t.lr_drop_at <= 1:
             raise UserError(f"train.lr_drop_at={t.lr_drop_at}: must be in (0, 1]")
+        if not 0 < t.lr_gamma <= 1:
+            raise UserError(f"train.lr_gamma={t.lr_gamma}: the factor of the learning-rate drop must be in (0, 1]")
         check_scale(s.scale, "score.scale")
         if not (isinstance(t.start_scale, numbers.Real) and 0.25 <= t.start_scale <= 1):
             raise UserError(f"train.start_scale={t.start_scale!r}: must be between 0.25 and 1 (1: no resizing)")
@@ -419,8 +446,8 @@ class Config:
             raise UserError(f"train.snapshot_every={t.snapshot_every}: must be >= 1")
         if t.bn_recalibration < 0:
             raise UserError(f"train.bn_recalibration={t.bn_recalibration}: must be >= 0 (0 turns it off)")
-        if t.threads is not None and t.threads < 1:
-            raise UserError(f"train.threads={t.threads}: must be >= 1")
+        if t.threads is not None and not 1 <= t.threads <= MAX_THREADS:
+            raise UserError(f"train.threads={t.threads}: must be from 1 to {MAX_THREADS}")
         _choice("train.until", t.until, UNTIL)
         _choice("train.val_metric", t.val_metric, VAL_METRICS)
         if not 0 <= t.val_fraction < 0.5:
@@ -433,9 +460,11 @@ class Config:
             raise UserError("train.val_every, train.patience must be >= 1 and train.val_windows >= 2")
         if not 0 < t.val_weight < 1:
             raise UserError(f"train.val_weight={t.val_weight}: must be in (0, 1)")
+        if not 0 < t.val_check_weight < 1:
+            raise UserError(f"train.val_check_weight={t.val_check_weight}: must be in (0, 1)")
         if not 0 <= t.val_floor < 1:
             raise UserError(f"train.val_floor={t.val_floor}: must be in [0, 1) (0.5 is chance)")
-        if t.min_improvement < 0 or t.warmup_steps < 0:
+        if not t.min_improvement >= 0 or t.warmup_steps < 0:
             raise UserError("train.min_improvement and train.warmup_steps must be >= 0")
         if self.ddl.start_step < 0:
             raise UserError(f"ddl.start_step={self.ddl.start_step}: must be >= 0")
@@ -461,9 +490,24 @@ class Config:
                             f"'onnx:PATH/TO/model.onnx'")
         if not 0 <= o.score_threshold <= 1:
             raise UserError(f"objects.score_threshold={o.score_threshold} (--score-threshold): must be in [0, 1]")
+        if any(c < 0 for c in o.classes):
+            raise UserError(f"objects.classes={o.classes} (--classes): class ids are >= 0 (COCO: 0 = person)")
         if o.long_side < 16:
             raise UserError(f"objects.long_side={o.long_side}: must be >= 16 pixels")
+        self._check_numbers()
         return self
+
+    def _check_numbers(self) -> None:
+        """Every number of the config is one: no NaN anywhere, no infinity but where it means "no
+        limit" (``train.minutes``, ``train.clip_grad``), integers within 64 bits."""
+        for key, value in _flatten(self.to_dict()).items():
+            for v in value if isinstance(value, list) else [value]:
+                if isinstance(v, bool) or not isinstance(v, numbers.Real):
+                    continue
+                if isinstance(v, numbers.Integral) and not -INT_MAX - 1 <= v <= INT_MAX:
+                    raise UserError(f"{key}={v}{_flag(key)}: too large for a 64-bit integer")
+                if not _finite(v) and not (key in ("train.minutes", "train.clip_grad") and v == math.inf):
+                    raise UserError(f"{key}={v}{_flag(key)}: must be a finite number")
 
     def warnings(self) -> list[str]:
         """Valid but risky choices, one line each (printed by ``ddlvad train``)."""
@@ -518,6 +562,13 @@ SMOOTHINGS = ("none", "median", "gaussian")
 NORMALISATIONS = ("none", "minmax")
 
 
+MAX_WINDOW = 9999
+"""The longest median window of a protocol, frames (longer ones take minutes per video; a window
+longer than the video flattens it anyway)."""
+MAX_SIGMA = 1000.0
+"""The largest gaussian sigma of a protocol, frames (the kernel spans 8 sigma)."""
+
+
 @dataclass
 class Protocol:
     """How raw frame scores become the numbers of a report. Written into every report."""
@@ -557,10 +608,12 @@ class Protocol:
                 f"protocol normalise={self.normalise!r}: choose one of {', '.join(NORMALISATIONS)}"
             )
         w = self.window
-        if isinstance(w, bool) or not isinstance(w, numbers.Integral) or w < 1 or w % 2 == 0:
-            raise UserError(f"protocol window={self.window!r}: the median window must be an odd integer >= 1")
-        if not (isinstance(self.sigma, numbers.Real) and math.isfinite(self.sigma) and self.sigma > 0):
-            raise UserError(f"protocol sigma={self.sigma!r}: the gaussian sigma must be a positive number of frames")
+        if isinstance(w, bool) or not isinstance(w, numbers.Integral) or not 1 <= w <= MAX_WINDOW or w % 2 == 0:
+            raise UserError(f"protocol window={self.window!r} (--window): the median window must be an odd number "
+                            f"of frames from 1 to {MAX_WINDOW}")
+        if not (isinstance(self.sigma, numbers.Real) and 0 < self.sigma <= MAX_SIGMA):
+            raise UserError(f"protocol sigma={self.sigma!r} (--sigma): the gaussian sigma must be a number of "
+                            f"frames > 0 and at most {MAX_SIGMA}")
         check_scale(self.scale, "protocol scale")
         if self.edge_frames != "drop":
             raise UserError(f"protocol edge_frames={self.edge_frames!r}: only 'drop' is supported")
@@ -715,6 +768,14 @@ def _flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
+def _flag(key: str) -> str:
+    """`` (--flag)`` for the command-line flag that sets config key ``key``; empty when none does."""
+    from .cli import FLAGS  # the table of flags knows which flag sets which key
+
+    names = [name for name, flag in FLAGS.items() if flag.key == key]
+    return f" (--{names[0]})" if names else ""
+
+
 def _choice(flag: str, value: str, options: tuple[str, ...]) -> None:
     if value not in options:
         raise UserError(f"{flag}={value!r}: choose one of {', '.join(options)}")
@@ -740,7 +801,7 @@ def _coerce(key: str, value: Any, hint: Any) -> Any:
             raise ValueError
         if base is int:
             number = float(value) if text is not None else value
-            if float(number) != int(number):
+            if not isinstance(number, numbers.Integral) and float(number) != int(number):  # 2.5, not 10**30
                 raise ValueError
             return int(number)
         if base is float:

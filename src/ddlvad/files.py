@@ -2,8 +2,9 @@
 
 :func:`atomic_writer` writes to a temporary file beside the target, flushes and fsyncs it,
 then renames it over the target: a crash, Ctrl-C or a full disk leaves the previous file
-intact and no temporary file behind. :func:`writable_dir` creates an output folder or says,
-in one line, which flag to change.
+intact and no temporary file behind; :func:`atomic_path` does the same for writers that take a
+file name. :func:`writable_dir` creates an output folder or says, in one line, which flag to
+change.
 """
 
 from __future__ import annotations
@@ -31,6 +32,29 @@ def atomic_writer(path: str | Path, mode: str = "w", *, what: str = "--out", new
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise UserError(f"cannot write {path} ({exc.strerror or exc}); free disk space or choose another "
+                        f"{what}; the previous file is kept") from None
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path, *, what: str = "--out") -> Iterator[Path]:
+    """A temporary path beside ``path`` for a writer that takes a file name (``cv2.VideoWriter``):
+    on a clean exit of the ``with`` block the file written there (closed by then) is fsynced and
+    replaces ``path``; when none was written, or on an exception, ``path`` is left as it was and
+    no temporary file stays behind."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp{path.suffix}")  # the suffix tells writers the format
+    try:
+        yield tmp
+        if tmp.exists():
+            with open(tmp, "rb+") as handle:
+                os.fsync(handle.fileno())
+            os.replace(tmp, path)
     except OSError as exc:
         tmp.unlink(missing_ok=True)
         raise UserError(f"cannot write {path} ({exc.strerror or exc}); free disk space or choose another "

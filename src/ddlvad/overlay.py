@@ -25,7 +25,9 @@ STRIP = 56
 """Height of the score strip under the picture, pixels."""
 HEAT_FULL = 2.0
 """Pixel errors of ``HEAT_FULL x threshold`` and above get the hottest colour, blended at 70 %
-(the opacity grows with the square of the error, so small errors leave the picture clear)."""
+(the opacity grows with the square of the error, so small errors leave the picture clear). With a
+threshold of 0 (every scored frame anomalous) the largest score of the strip's frames takes the
+place of ``HEAT_FULL x threshold``."""
 
 RED, YELLOW, WHITE, GREY, MAGENTA = (0, 0, 255), (0, 220, 255), (255, 255, 255), (90, 90, 90), (255, 0, 255)
 
@@ -66,8 +68,11 @@ class OverlayRenderer:
         """The output frame of ``result``, the strip showing the history noted so far."""
         ph, pw = self.picture.height, self.picture.width
         picture = np.ascontiguousarray(convert_frame(result.image, self.picture, f"frame {result.frame}")[..., ::-1])
+        self.history.append((result.score, result.anomalous))
+        top = self._top()
         if result.error_map is not None:
-            heat_level = np.clip(result.error_map / (HEAT_FULL * self.threshold), 0.0, 1.0)
+            full = HEAT_FULL * self.threshold if self.threshold > 0 else top   # the error of the hottest colour
+            heat_level = np.clip(result.error_map / full, 0.0, 1.0)
             heat_level = cv2.resize(heat_level, (pw, ph), interpolation=cv2.INTER_LINEAR)      # (ph, pw)
             heat = cv2.applyColorMap((heat_level * 255).astype(np.uint8), cv2.COLORMAP_JET)    # (ph, pw, 3)
             alpha = (0.7 * heat_level ** 2)[..., None]                                  # low errors stay clear
@@ -84,13 +89,17 @@ class OverlayRenderer:
         _text(picture, f"#{result.frame}  {when}", (4, 14), WHITE)
         if result.anomalous:
             _text(picture, "ANOMALY", (4, 30), RED)
-        return np.vstack([picture, self._strip(result)])
+        return np.vstack([picture, self._strip(result, top)])
 
-    def _strip(self, result: FrameResult) -> np.ndarray:
+    def _top(self) -> float:
+        """The score at the top of the strip: ``HEAT_FULL x threshold`` or the largest score of the
+        strip's frames, whichever is larger; 1 when both are 0 (threshold 0, no error yet)."""
+        finite = [s for s, _ in self.history if math.isfinite(s)]
+        return max([HEAT_FULL * self.threshold, *finite]) or 1.0
+
+    def _strip(self, result: FrameResult, top: float) -> np.ndarray:
         pw = self.picture.width
         strip = np.full((STRIP, pw, 3), 24, np.uint8)
-        finite = [s for s, _ in self.history if math.isfinite(s)]
-        top = max([HEAT_FULL * self.threshold, *finite])
         plot_h = STRIP - 16                                     # the line lives in rows 14 .. STRIP-2
 
         def row(score: float) -> int:

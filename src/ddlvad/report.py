@@ -24,13 +24,15 @@ Videos = dict[str, tuple[np.ndarray, "np.ndarray | None"]]
 
 def write_evaluation(out: Path, report: dict, videos: Videos, protocol: Protocol, plots: bool = True) -> None:
     """``report.json``, ``scores.csv`` (raw and smoothed score and label of every frame),
-    and with ``plots`` a PNG per video, the ROC and the offline ``report.html``, in ``out``."""
+    and with ``plots`` a PNG per video, the ROC and the offline ``report.html``, in ``out``.
+    Each file is written atomically (whole or the previous one), ``report.json`` last: when
+    writing stops half-way (a full disk), the previous report.json is still there."""
     writable_dir(out)
-    atomic_write(out / "report.json", json.dumps(report, indent=2))
     pool = pooled(videos, protocol)  # the smoothed/normalised curves the metrics were computed on
     atomic_write(out / "scores.csv", scores_csv(videos, pool))
     if plots:
         write_plots(out, report, videos, pool)
+    atomic_write(out / "report.json", json.dumps(report, indent=2))
 
 
 def scores_csv(videos: Videos, pool: Pooled) -> str:

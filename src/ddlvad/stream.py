@@ -10,7 +10,8 @@ at most ``B + T - 1`` frames and scores ``B`` windows per pass. Files and folder
 A frame's score is the worst patch mean of its error map (docs/method.md §6); the first
 and last ``(T-1)/2`` frames have no full window: their score is NaN, they have no error map
 and are never anomalous. A frame is anomalous when its score is strictly above the
-threshold. :class:`EventTracker` merges anomalous frames into events.
+threshold; a threshold of 0 makes every scored frame anomalous (a score of exactly 0, a
+perfect reconstruction, too). :class:`EventTracker` merges anomalous frames into events.
 
     from ddlvad import AnomalyDetector
     detector = AnomalyDetector.load("runs/tiny")
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -49,7 +51,8 @@ class FrameResult:
     score: float
     """Worst patch mean of the error map; NaN for the ``(T-1)/2`` edge frames at each end."""
     anomalous: bool
-    """``score > threshold``; always False for edge frames and when no threshold is set."""
+    """``score > threshold`` (every scored frame at threshold 0); always False for edge frames and
+    when no threshold is set."""
     error_map: np.ndarray | None
     """``(H, W)`` float32 error ``e(X_t, f(X))`` at the model's resolution; None for edge frames."""
     box: tuple[int, int, int, int] | None
@@ -158,6 +161,11 @@ class EventTracker:
 
 
 # ====================================================================== the detector
+def _check_batch(batch_size: int | None) -> None:
+    if batch_size is not None and batch_size < 1:
+        raise UserError(f"--batch {batch_size}: must be >= 1")
+
+
 class AnomalyDetector:
     """A trained model that scores frames as they arrive (not to be confused with the object
     detectors of :mod:`ddlvad.objects`, which find the boxes pseudo anomalies go into).
@@ -169,8 +177,10 @@ class AnomalyDetector:
 
     def __init__(self, model: nn.Module, cfg: Config, threshold: float | None = None,
                  batch_size: int | None = None, region_threshold: float | None = None) -> None:
-        if batch_size is not None and batch_size < 1:
-            raise UserError(f"--batch {batch_size}: must be >= 1")
+        _check_batch(batch_size)
+        if threshold is not None and not (math.isfinite(threshold) and threshold >= 0):
+            raise UserError(f"--threshold {threshold:g}: frame scores are errors >= 0: give a finite threshold "
+                            f">= 0 (0 makes every scored frame anomalous)")
         self.model = model.eval()
         self.cfg = cfg
         self.spec = FrameSpec.for_scoring(cfg)  # the training size unless score.scale (docs/method.md#scoring-options)
@@ -245,13 +255,20 @@ class AnomalyDetector:
         index, URL; closed at the end), or any iterable of frames (as :meth:`prepare`
         takes them; times use ``fps`` or :data:`DEFAULT_FPS`). ``batch_size``: windows per
         pass (default: 1 for a live source, else the detector's). ``max_frames``: stop
-        after that many frames.
+        after that many frames. Bad arguments raise here, before any frame is read.
         """
         if self.threshold is None:
             raise UserError("no detection threshold: this run stores none; pass threshold=... "
                             "(a frame score, e.g. the largest score of a normal video)")
-        if max_frames is not None and max_frames < 1:
-            raise UserError(f"--max-frames {max_frames}: must be >= 1")
+        if max_frames is not None and not 1 <= max_frames <= sys.maxsize:
+            raise UserError(f"--max-frames {max_frames}: must be from 1 to {sys.maxsize}")
+        _check_batch(batch_size)
+        if fps is not None and not (math.isfinite(fps) and fps > 0):
+            raise UserError(f"--fps {fps}: must be a positive number of frames per second")
+        return self._stream(source, fps, batch_size, max_frames)
+
+    def _stream(self, source: VideoSource | str | int | Path | Iterable[np.ndarray], fps: float | None,
+                batch_size: int | None, max_frames: int | None) -> Iterator[FrameResult]:
         owned = isinstance(source, (str, int, Path))
         video = VideoSource(source, fps) if owned else source
         try:
@@ -272,11 +289,12 @@ class AnomalyDetector:
 def frame_result(scored: ScoredFrame, time: float, threshold: float | None, region_threshold: float | None
                  ) -> FrameResult:
     """What a scored frame means at a threshold: anomalous when its score is strictly above
-    ``threshold``; its regions, the components of its anomaly map above ``region_threshold``
+    ``threshold`` (every scored frame at threshold 0); its regions, the components of its anomaly map above ``region_threshold``
     (:func:`ddlvad.regions.regions_from_map`); ``time`` in seconds (from the source's start, or
     the wall clock for live cameras)."""
     error = None if scored.error is None else scored.error.numpy().copy()
-    anomalous = threshold is not None and math.isfinite(scored.score) and scored.score > threshold
+    anomalous = (threshold is not None and math.isfinite(scored.score)
+                 and (scored.score > threshold or threshold == 0))  # 0: every scored frame
     regions = []
     if scored.anomaly_map is not None and region_threshold is not None:
         regions = regions_from_map(scored.anomaly_map.numpy(), region_threshold)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TextIO
 
+from ..config import check_seed
 from ..data.info import summary
 from ..data.layouts import index_dataset
 from ..data.synthetic import SCENE_NAMES, synthesize
@@ -14,6 +15,7 @@ from ..errors import UserError
 def synth(out: str | Path, *, seed: int = 0, force: bool = False, scene: str = "walkway") -> dict:
     """Write the synthetic surveillance scene ``scene`` (:data:`~ddlvad.data.synthetic.SCENE_NAMES`,
     folder layout) into ``out``; returns its description."""
+    check_seed(seed, f"--seed {seed}")
     if scene not in SCENE_NAMES:
         raise UserError(f"--scene {scene}: no such synthetic scene; choose one of {', '.join(SCENE_NAMES)}")
     out = Path(out)

@@ -24,16 +24,17 @@ def demo(out: str | Path = "ddlvad-demo", *, seed: int = 0, force: bool = False,
     out = Path(out)
     data, run = out / "scene", out / "run"
     t0 = time.perf_counter()
-    if (run / "checkpoint.pt").exists() and not force:
-        raise UserError(f"{out} already holds a demo: pass --force to run it again or choose another --out")
-    if not (data / "scene.json").exists() or force:
-        log(f"demo: synthesising a surveillance scene in {data}")
-        synthesize(data, seed=seed)
     cfg = Config.preset(DEMO["preset"]).apply(DEMO["overrides"])
     cfg.train.seed = seed
     cfg.data.cache_dir = str(out / "cache")
     if steps is not None:
         cfg.train.steps = steps
+    cfg.validate()  # --seed and --steps, before minutes of synthesis and tracking (train validates it again)
+    if (run / "checkpoint.pt").exists() and not force:
+        raise UserError(f"{out} already holds a demo: pass --force to run it again or choose another --out")
+    if not (data / "scene.json").exists() or force:
+        log(f"demo: synthesising a surveillance scene in {data}")
+        synthesize(data, seed=seed)
     log("demo: detecting and tracking the training objects (motion detector + OC-SORT)")
     track_split(index_dataset(data, splits=("training",)), "training", cfg, progress=progress, log=log)
     summary = train(cfg, data, run, force=True, progress=progress, log=log)

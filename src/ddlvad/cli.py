@@ -27,6 +27,7 @@ from .config import (
     MASK_SOURCES,
     MODES,
     NORMALISATIONS,
+    POSITIONS,
     PRESETS,
     PROTOCOLS,
     SMOOTHINGS,
@@ -125,6 +126,8 @@ FLAGS: dict[str, Flag] = {
     "normalise": Flag({"choices": NORMALISATIONS, "help": "per-video score normalisation"}),
     "flip": Flag({"action": "store_true",
                   "help": "beyond the paper: average each error map with the mirrored frames' (2x scoring time)"}),
+    "position": Flag({"choices": POSITIONS, "help": "beyond the paper: mean divides each place's error by its "
+                                                  "normal level (measured on training frames when the run has none)"}),
     "scale": Flag({"type": float, "help": "beyond the paper: score frames at the training size times this "
                                           "factor (e.g. 1.25; default: the run's score.scale, 1)"}),
     "no-plots": Flag({"action": "store_true"}),
@@ -216,7 +219,8 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     overrides = {k: v for k, v in {"smoothing": args.smoothing, "window": args.window,
                                    "sigma": args.sigma, "normalise": args.normalise,
-                                   "flip": args.flip or None, "scale": args.scale}.items() if v is not None}
+                                   "flip": args.flip or None, "scale": args.scale,
+                                   "position": args.position}.items() if v is not None}
     common = dict(protocol=args.protocol, protocol_overrides=overrides, out=args.out, cache_dir=args.cache_dir,
                   plots=not args.no_plots, progress=not args.quiet, gt_tracks=args.gt_tracks)
     if is_scene_folder(args.run):
@@ -326,7 +330,7 @@ COMMANDS: dict[str, Command] = {
                       "force": {"help": "replace the run in --out"}}),
     "evaluate": Command("score the test split and write report.json, scores.csv, plots, report.html", _evaluate,
                         ("run", "data", "dataset", "scene", "cache-dir", "protocol", "smoothing", "window", "sigma",
-                         "normalise", "flip", "scale", "gt-tracks", "out", "no-plots", "quiet"),
+                         "normalise", "flip", "scale", "position", "gt-tracks", "out", "no-plots", "quiet"),
                         {"run": {"positional": True, "help": "run folder (holds checkpoint.pt), or a folder of "
                                                               "per-scene runs (scene-*/)"},
                          "out": {"help": "output folder (default: RUN/eval)"}}),

@@ -41,6 +41,7 @@ DEFAULT_PROTOCOL = "paper"
 """The evaluation protocol of ``ddlvad evaluate`` (:data:`PROTOCOLS`)."""
 TRACKERS = ("ocsort", "bytetrack")
 UNTIL = ("steps", "converged")
+POSITIONS = ("none", "mean")
 VAL_METRICS = ("auc", "recon")
 
 
@@ -238,6 +239,13 @@ class ScoreConfig:
     """Beyond the paper (docs/method.md#scoring-options): frames are scored at ``data.height x data.width``
     times this factor, each side rounded to a multiple of 16 (:func:`scaled_size`); the network
     is fully convolutional. 1: the training size (the paper)."""
+    position: str = "none"
+    """Beyond the paper (docs/method.md#position): ``mean`` divides each pixel's error by the mean
+    error at that place on normal training frames (smoothed over a patch, relative to the frame's
+    overall mean), so that a place where the model always errs more (texture, a far and busy
+    region, a static oddity) does not outscore a real anomaly elsewhere; label-free, computed at
+    the end of training (or by ``ddlvad evaluate --position mean`` from the training split).
+    ``none``: the paper's error."""
     batch_size: int = 16
     """Windows scored per forward pass."""
     threshold_percentile: float = 99.0
@@ -479,6 +487,7 @@ class Config:
             raise UserError(f"score.patch={s.patch}: must be between 2 and the frame size")
         if s.batch_size < 1:
             raise UserError(f"score.batch_size={s.batch_size}: must be >= 1")
+        _choice("score.position", s.position, POSITIONS)
         if s.threshold_frames < 1:
             raise UserError(f"score.threshold_frames={s.threshold_frames}: must be >= 1")
         if not 0 < s.threshold_percentile <= 100:
@@ -600,6 +609,10 @@ class Protocol:
     """Beyond the paper (docs/method.md#scoring-options) unless 1: frames were scored at the training size
     times this factor (``score.scale``; ``ddlvad evaluate --scale``)."""
 
+    position: str = "none"
+    """Beyond the paper (docs/method.md#position) unless ``none``: errors divided by their normal
+    level at each place (``score.position``; ``ddlvad evaluate --position``)."""
+
     def __post_init__(self) -> None:
         if self.smoothing not in SMOOTHINGS:
             raise UserError(f"protocol smoothing={self.smoothing!r}: choose one of {', '.join(SMOOTHINGS)}")
@@ -614,6 +627,8 @@ class Protocol:
         if not (isinstance(self.sigma, numbers.Real) and 0 < self.sigma <= MAX_SIGMA):
             raise UserError(f"protocol sigma={self.sigma!r} (--sigma): the gaussian sigma must be a number of "
                             f"frames > 0 and at most {MAX_SIGMA}")
+        if self.position not in POSITIONS:
+            raise UserError(f"protocol position={self.position!r}: choose one of {', '.join(POSITIONS)}")
         check_scale(self.scale, "protocol scale")
         if self.edge_frames != "drop":
             raise UserError(f"protocol edge_frames={self.edge_frames!r}: only 'drop' is supported")

@@ -78,9 +78,11 @@ def _pct(x: float | None) -> str:
 
 
 def _scale_note(protocol: dict) -> str:
-    """`` scale=X (beyond the paper)`` when the frames were scored at another size than trained."""
-    scale = protocol.get("scale", 1.0)
-    return "" if scale == 1 else f" scale={scale:g} (beyond the paper)"
+    """`` scale=X (beyond the paper)`` when the frames were scored at another size than trained, and
+    `` position=mean (beyond the paper)`` when errors were divided by their normal level."""
+    scale, position = protocol.get("scale", 1.0), protocol.get("position", "none")
+    return ("" if scale == 1 else f" scale={scale:g} (beyond the paper)") + \
+        ("" if position == "none" else f" position={position} (beyond the paper)")
 
 
 def print_summary(report: dict, stream: TextIO | None = None) -> None:

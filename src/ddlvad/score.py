@@ -223,14 +223,18 @@ class ScoredFrame:
 class Scorer:
     """A trained model and its ``score`` settings: frames in, scored frames out.
 
-    ``batch_size``: windows per forward pass (default ``score.batch_size``). The model is put
-    in eval mode while scoring and returned to its previous mode afterwards.
+    ``batch_size``: windows per forward pass (default ``score.batch_size``). ``weights``: an
+    ``(H, W)`` map every error map is multiplied by before scoring (``score.position``,
+    :func:`position_weights`; None: the error as it is). The model is put in eval mode while
+    scoring and returned to its previous mode afterwards.
     """
 
-    def __init__(self, model: nn.Module, score: ScoreConfig, batch_size: int | None = None) -> None:
+    def __init__(self, model: nn.Module, score: ScoreConfig, batch_size: int | None = None,
+                 weights: torch.Tensor | None = None) -> None:
         self.model = model
         self.cfg = score
         self.batch_size = batch_size or score.batch_size
+        self.weights = weights
 
     @property
     def frames(self) -> int:
@@ -269,7 +273,8 @@ class Scorer:
         """Error maps ``(N - T + 1, H, W)`` (on the CPU) of every full window of consecutive
         uint8 frames ``(N, H, W, C)``: :func:`window_errors`, with ``score.flip``."""
         x = to_tensor(frames).to(_device(self.model))                 # (N, C, H, W)
-        return window_errors(self.model, x, 1, self.cfg.flip)[0].cpu()
+        error = window_errors(self.model, x, 1, self.cfg.flip)[0].cpu()
+        return error if self.weights is None else error * self.weights
 
     def score_video(self, frames: np.ndarray) -> np.ndarray:
         """Scores ``(N,)`` float64 of uint8 frames ``(N, H, W, C)``; NaN for the edge frames."""
@@ -289,9 +294,11 @@ class LiveScorer:
     float mask multiplied into the error before scoring (``ddlvad watch``'s ignore polygons).
     """
 
-    def __init__(self, model: nn.Module, score: ScoreConfig) -> None:
+    def __init__(self, model: nn.Module, score: ScoreConfig, weights: torch.Tensor | None = None) -> None:
         self.model = model.eval()
         self.cfg = score
+        self.weights = weights
+        """As :class:`Scorer`'s (``score.position``)."""
         self.history: dict[Any, deque[tuple[int, Any, torch.Tensor, list[torch.Tensor], list[torch.Tensor] | None]]] = {}
 
     @property
@@ -327,6 +334,8 @@ class LiveScorer:
             [torch.stack([e[4][lv] for s in ready for e in self.history[s]]) for lv in levels]
         error, _ = errors_from_features(self.model, frames, window_feats, T, window_mirrored)  # (R, H, W)
         error = error.cpu()
+        if self.weights is not None:
+            error = error * self.weights
         for i, s in enumerate(ready):
             if keep.get(s) is not None:
                 error[i] *= keep[s]
@@ -357,6 +366,30 @@ def calibrate_thresholds(scorer: Scorer, videos: Sequence[np.ndarray]) -> dict:
     return {"value": float(np.percentile(scores, sc.threshold_percentile)),
             "region": float(np.percentile(peaks, sc.threshold_percentile)),
             "percentile": sc.threshold_percentile, "frames": len(scores), "source": "training frames"}
+
+
+def position_weights(scorer: Scorer, videos: Sequence[np.ndarray]) -> torch.Tensor:
+    """``score.position=mean`` (beyond the paper, docs/method.md#position): ``(H, W)`` weights that
+    bring every place of the frame to the same normal error level. The mean error map of normal
+    frames (the calibration frames of :func:`calibrate_thresholds`, scored without weights) is
+    smoothed over ``patch x patch`` windows; each place's weight is the frame's overall mean
+    error over that place's (so a place at the usual level keeps its errors, one where the model
+    always errs twice as much has them halved). Label-free."""
+    plain = Scorer(scorer.model, scorer.cfg, scorer.batch_size)
+    per_video = max(plain.frames + 1, scorer.cfg.threshold_frames // max(len(videos), 1))
+    total, count = None, 0
+    for frames in videos:
+        for r in plain.stream(np.asarray(frames[:per_video]), maps=False):
+            if r.error is not None:
+                total = r.error.double() if total is None else total + r.error
+                count += 1
+    if total is None:
+        raise ValueError("no normal frame to measure the error of each place on")
+    p = scorer.cfg.patch
+    mean = (total / count).float()[None, None]                                    # (1, 1, H, W)
+    local = F.avg_pool2d(F.pad(mean, (p // 2, p - 1 - p // 2, p // 2, p - 1 - p // 2), mode="replicate"), p, stride=1)
+    overall = float(mean.mean())
+    return (overall / local.clamp_min(1e-3 * overall))[0, 0]                     # (H, W)
 
 
 def score_video(model: nn.Module, frames: np.ndarray, score: ScoreConfig, batch_size: int | None = None

@@ -29,6 +29,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch
 from torch import nn
 
 from .config import Config, EventRules
@@ -176,7 +177,8 @@ class AnomalyDetector:
     """
 
     def __init__(self, model: nn.Module, cfg: Config, threshold: float | None = None,
-                 batch_size: int | None = None, region_threshold: float | None = None) -> None:
+                 batch_size: int | None = None, region_threshold: float | None = None,
+                 weights: torch.Tensor | None = None) -> None:
         _check_batch(batch_size)
         if threshold is not None and not (math.isfinite(threshold) and threshold >= 0):
             raise UserError(f"--threshold {threshold:g}: frame scores are errors >= 0: give a finite threshold "
@@ -184,7 +186,7 @@ class AnomalyDetector:
         self.model = model.eval()
         self.cfg = cfg
         self.spec = FrameSpec.for_scoring(cfg)  # the training size unless score.scale (docs/method.md#scoring-options)
-        self.scorer = Scorer(model, cfg.score, batch_size)
+        self.scorer = Scorer(model, cfg.score, batch_size, weights)
         self.threshold = None if threshold is None else float(threshold)
         self.region_threshold = self.threshold if region_threshold is None else float(region_threshold)
         """Anomaly-map value above which a pixel belongs to a region (stored by training; else
@@ -207,7 +209,7 @@ class AnomalyDetector:
         apply_layout(model, choose_layout(cfg, "score"))
         stored = (ckpt.get("threshold") or {}).get("value")
         detector = cls(model, cfg, stored if threshold is None else threshold, batch_size,
-                       region_threshold=(ckpt.get("threshold") or {}).get("region"))
+                       region_threshold=(ckpt.get("threshold") or {}).get("region"), weights=position_of(ckpt, cfg, run))
         detector.info = {k: ckpt.get(k) for k in ("step", "trained_steps", "stopped", "converged", "kept_step")}
         if threshold is None and stored is not None:
             detector.threshold_origin = "run"
@@ -284,6 +286,17 @@ class AnomalyDetector:
         finally:
             if owned:
                 video.close()
+
+
+def position_of(ckpt: dict, cfg: Config, run: str | Path) -> torch.Tensor | None:
+    """The ``score.position`` weights a run stored (None when it scores the paper's error)."""
+    if cfg.score.position == "none":
+        return None
+    weights = (ckpt.get("position") or {}).get("weights")
+    if weights is None:
+        raise UserError(f"{run}: trained with score.position={cfg.score.position} but stores no position statistics; "
+                        f"train it again (or evaluate it with --position mean and --data, which measures them)")
+    return weights
 
 
 def frame_result(scored: ScoredFrame, time: float, threshold: float | None, region_threshold: float | None

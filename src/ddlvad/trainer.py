@@ -47,7 +47,7 @@ from .loss import ddl_loss
 from .machine import machine_info
 from .models import ConvLayout, apply_layout, build_model, recalibrate_batchnorm, recalibrated
 from .pseudo_anomaly import PseudoAnomaly, PseudoAnomalyGenerator, window_rngs
-from .score import Scorer, calibrate_thresholds
+from .score import Scorer, calibrate_thresholds, position_weights
 from .validation import KeptModel, Validator, hold_out, signal_value
 
 
@@ -475,7 +475,11 @@ class Trainer:
         # on every rank, same windows (sync BN all-reduces in forward)
         recalibrate_batchnorm(final, self.normal_batches(t.bn_recalibration, data), self.device)
         distributed.broadcast_buffers(final)  # plain BN: every rank ends with rank 0's statistics
-        threshold = distributed.run_on_main(lambda: calibrate_thresholds(Scorer(final, kept_cfg.score),
+        weights = None  # score.position (docs/method.md#position): each place's normal error level
+        if kept_cfg.score.position == "mean":
+            weights = distributed.run_on_main(lambda: position_weights(Scorer(final, kept_cfg.score),
+                                                                       data.frames_to_score()))
+        threshold = distributed.run_on_main(lambda: calibrate_thresholds(Scorer(final, kept_cfg.score, weights=weights),
                                                                          data.frames_to_score()))
         converged = None if self.validator is None else (self.stopped == "converged" or choice.plateau.levelled)
         summary = {
@@ -494,6 +498,8 @@ class Trainer:
         learned = choice.learned
         extra = {"threshold": threshold, "stopped": self.stopped, "converged": converged,
                  "learned": None if self.validator is None else learned, "kept_at_start": at_start}
+        if weights is not None:
+            extra["position"] = {"weights": weights}
         if self.validator is not None:
             best = choice.best()
             summary["validation"] = {

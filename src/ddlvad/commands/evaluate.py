@@ -23,7 +23,7 @@ from ..models import apply_layout
 from ..regions import Box
 from ..report import write_evaluation
 from ..runs import convergence_warning, evaluation_dir
-from ..score import Scorer
+from ..score import Scorer, position_weights
 from . import Log, silent, to_stderr
 
 
@@ -154,9 +154,10 @@ def evaluate(run: str | Path, root: str | Path, *, dataset: str | None = None, s
         if value is not None:
             setattr(cfg.data, key, value)
     proto = get_protocol(protocol, **{"patch": cfg.score.patch, "shifted_grid": cfg.score.shifted_grid,
-                                      "flip": cfg.score.flip, "scale": cfg.score.scale,
+                                      "flip": cfg.score.flip, "scale": cfg.score.scale, "position": cfg.score.position,
                                       **(protocol_overrides or {})})
     cfg.score.flip, cfg.score.scale = proto.flip, proto.scale
+    weights = _position_weights(model, cfg, ckpt, proto.position, root, log)
     spec = FrameSpec.for_scoring(cfg)
     index = index_dataset(root, cfg.data.dataset, cfg.data.scene, splits=("testing",))
     maps, folder, annotations = None, None, None
@@ -167,7 +168,7 @@ def evaluate(run: str | Path, root: str | Path, *, dataset: str | None = None, s
         maps = MapEvaluation(loc_protocol.levels(ckpt.get("threshold")), loc_protocol,
                              annotated=annotations is not None)
     t0 = time.perf_counter()
-    scores = score_split(Scorer(model, cfg.score), cfg, index, progress, maps, annotations)
+    scores = score_split(Scorer(model, cfg.score, weights=weights), cfg, index, progress, maps, annotations)
     seconds = time.perf_counter() - t0
     videos = {r.video_id: (scores[r.video_id], r.labels) for r in index.testing}
     report = frame_metrics(videos, proto)
@@ -193,3 +194,19 @@ def evaluate(run: str | Path, root: str | Path, *, dataset: str | None = None, s
     if keep_scores is not None:
         keep_scores.update(videos)
     return report
+
+
+def _position_weights(model, cfg: Config, ckpt: dict, position: str, root: str | Path, log: Log):
+    """The weights of ``score.position`` (docs/method.md#position): those the run stored when it was
+    trained with them, else measured now on the first frames of ``root``'s training split (label-free)."""
+    if position == "none":
+        return None
+    stored = (ckpt.get("position") or {}).get("weights") if cfg.score.position == position else None
+    if stored is not None:
+        return stored
+    cfg.score.position = position
+    index = index_dataset(root, cfg.data.dataset, cfg.data.scene, splits=("training",))
+    store = FrameStore.of_split(index, "training", FrameSpec.for_scoring(cfg), cfg.data.cache_dir)
+    weights = distributed.run_on_main(lambda: position_weights(Scorer(model, cfg.score), store.arrays))
+    log(f"position statistics (--position {position}) measured on normal frames of {len(store.arrays)} training videos")
+    return weights

@@ -349,7 +349,7 @@ class ModelGroup:
         self.detector = detector
         self.cameras = cameras
         self.service = service
-        self.scorer = LiveScorer(detector.model, detector.cfg.score)
+        self.scorer = LiveScorer(detector.model, detector.cfg.score, detector.scorer.weights)
         self.thread = threading.Thread(target=self._loop, name=f"ddlvad-score-{cameras[0].name}", daemon=True)
         self.error: BaseException | None = None
 

@@ -62,7 +62,7 @@ def test_a_trained_model_scores_the_same_with_the_engine(trained, name):
     assert threshold is not None
     for frames in videos:
         scores, errors, maps = scored(torch_scorer, frames, 8)
-        for batch in (8, 1):  # the batch compiled statically (and a tail of 2), a live stream
+        for batch in (8, 1):  # files (34 windows: 4 passes of 8 and one of 2), a live stream
             e_scores, e_errors, e_maps = scored(engine_scorer, frames, batch)
             assert float((errors - e_errors).abs().max()) <= MAP_TOLERANCE
             assert float((maps - e_maps).abs().max()) <= MAP_TOLERANCE
@@ -92,7 +92,7 @@ def random_model(arch: str, channels: int, size: str, cache) -> tuple[torch.nn.M
 
 def check_random_model(name, arch, channels, size, cache):
     model, cfg = random_model(arch, channels, size, cache)
-    engine = eng.build_engine(model, cfg, name, batch=4)
+    engine = eng.build_engine(model, cfg, name)
     assert engine.frames == model.frames and engine.check["passed"]
     assert engine.eval() is engine and engine.train(False) is engine and not engine.training
     with pytest.raises(ValueError, match="only scores"):

@@ -8,15 +8,14 @@ only, no anomaly maps) over a clip of random frames, at each batch size of ``--b
 
 - ``torch``: the model in the layout :mod:`ddlvad.conv_layout` chooses for scoring here;
 - ``onnxruntime``: as :func:`ddlvad.engines.build_engine` makes it (no spinning threads);
-  ``onnxruntime-spin``: the same with ORT's spinning thread pool (its default);
-- ``openvino``: as built (latency hint, a static compilation for the batch beside the
-  dynamic one); ``openvino-dynamic``: the dynamic one alone; ``openvino-throughput``: the
-  throughput hint.
+  ``onnxruntime-spin``: the same with ORT's spinning thread pool (its default), timed on its
+  own after the others (its spinning threads would slow whichever engine runs next);
+- ``openvino``: as built (latency hint); ``openvino-throughput``: the throughput hint.
 
-Rounds alternate between the engines, so that drift of a shared machine hits them all; the
-fastest round is kept. Also prints what building costs: exporting and checking a model the
-first time, and opening it from the cache (a service restart). The cache is a temporary
-folder. Asserts nothing.
+``--threads``: torch's thread count (the engines take the same). Rounds alternate between
+the engines, so that drift of a shared machine hits them all; the fastest round is kept.
+Also prints what building costs: exporting and checking a model the first time, and
+opening it from the cache (a service restart). The cache is a temporary folder. Asserts nothing.
 
     python -m bench.speed.engines                       # both sizes, batches 1, 8, 16
     python -m bench.speed.engines --sizes demo --batches 1,8 --rounds 2 --frames 18
@@ -52,21 +51,36 @@ def sized(name: str, cache: Path) -> Config:
     return cfg
 
 
-def variants(model, cfg: Config, batch: int) -> dict:
-    """Every engine of the table for ``batch`` windows per pass (the exported ones from the cache)."""
+def variants(model, cfg: Config) -> dict:
+    """Every engine of the alternating table (the exported ones from the cache)."""
     out = {"torch": model}
-    spec, frames, threads = FrameSpec.for_scoring(cfg), model.frames, torch.get_num_threads()
     if eng._installed("onnxruntime"):
-        out["onnxruntime"] = eng.build_engine(model, cfg, "onnxruntime", batch)
-        out["onnxruntime-spin"] = _variant(out["onnxruntime"], spec, frames, lambda path: eng._onnxruntime(
-            path, threads, spinning=True))
+        out["onnxruntime"] = eng.build_engine(model, cfg, "onnxruntime")
     if eng._installed("openvino"):
-        out["openvino"] = eng.build_engine(model, cfg, "openvino", batch)
-        out["openvino-dynamic"] = _variant(out["openvino"], spec, frames, lambda path: eng._openvino(
-            path, threads, 0, static=False))
-        out["openvino-throughput"] = _variant(out["openvino"], spec, frames, lambda path: eng._openvino(
-            path, threads, batch + frames - 1 if path.stem == "encoder" else batch, hint="THROUGHPUT"))
+        out["openvino"] = eng.build_engine(model, cfg, "openvino")
+        out["openvino-throughput"] = _variant(out["openvino"], FrameSpec.for_scoring(cfg), model.frames, lambda path:
+                                              eng._openvino(path, torch.get_num_threads(), hint="THROUGHPUT"))
     return out
+
+
+def spinning(model, cfg: Config) -> eng.Engine:
+    built = eng.build_engine(model, cfg, "onnxruntime")
+    return _variant(built, FrameSpec.for_scoring(cfg), model.frames,
+                    lambda path: eng._onnxruntime(path, torch.get_num_threads(), spinning=True))
+
+
+def timed(engines: dict, cfg: Config, clip: np.ndarray, batch: int, rounds: int) -> dict:
+    """The fastest of ``rounds`` alternating rounds per engine: seconds to score ``clip``."""
+    best = dict.fromkeys(engines, float("inf"))
+    for engine in engines.values():  # warm-up
+        Scorer(engine, cfg.score).score_video(clip[:batch + cfg.data.frames - 1])
+    for _ in range(rounds):
+        for name, engine in engines.items():
+            t0 = time.perf_counter()
+            for _ in Scorer(engine, cfg.score, batch).stream(clip, maps=False):
+                pass
+            best[name] = min(best[name], time.perf_counter() - t0)
+    return best
 
 
 def _variant(built: eng.Engine, spec: FrameSpec, frames: int, runner) -> eng.Engine:
@@ -94,7 +108,10 @@ def main() -> None:
     ap.add_argument("--batches", default="1,8,16", help="windows per pass")
     ap.add_argument("--frames", type=int, default=34, help="frames of the clip scored per round")
     ap.add_argument("--rounds", type=int, default=3, help="timed rounds per engine (the fastest is kept)")
+    ap.add_argument("--threads", type=int, help="torch's threads (default: as set up)")
     args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     batches = [int(b) for b in args.batches.split(",")]
     print(f"machine: {machine()}; load average {', '.join(f'{x:.1f}' for x in os.getloadavg())}")
     print(f"engines: {', '.join(f'{n} {eng._version(n)}' for n in eng.ENGINES if n == 'torch' or eng._installed(n))}")
@@ -112,19 +129,13 @@ def main() -> None:
                   f"T={d.frames}, torch layout {layout_name(conv_layout_of(model))}; {args.frames} frames "
                   f"({windows} windows) per round, fastest of {args.rounds}")
             costs = build_costs(model, cfg, cache)
-            print("  build: " + "; ".join(f"{n} first {a:.1f} s (export + check), restart {b:.2f} s"
-                                        for n, (a, b) in costs.items()))
+            print("  build: " + "; ".join(
+                f"{n} first {a:.1f} s ({'export + check' if i == 0 else 'check, same graphs'}), restart {b:.2f} s"
+                for i, (n, (a, b)) in enumerate(costs.items())))
             for batch in batches:
-                engines = variants(model, cfg, batch)
-                best = dict.fromkeys(engines, float("inf"))
-                for engine in engines.values():  # warm-up (OpenVINO compiles its static shape here)
-                    Scorer(engine, cfg.score).score_video(clip[:batch + d.frames - 1])
-                for _ in range(args.rounds):
-                    for name, engine in engines.items():
-                        t0 = time.perf_counter()
-                        for _ in Scorer(engine, cfg.score, batch).stream(clip, maps=False):
-                            pass
-                        best[name] = min(best[name], time.perf_counter() - t0)
+                best = timed(variants(model, cfg), cfg, clip, batch, args.rounds)
+                if eng._installed("onnxruntime"):
+                    best.update(timed({"onnxruntime-spin": spinning(model, cfg)}, cfg, clip, batch, args.rounds))
                 line = "  ".join(f"{name} {windows / s:6.1f} ({best['torch'] / s:4.2f}x)" for name, s in best.items())
                 print(f"  batch {batch:2}: frames/s (x torch)  {line}", flush=True)
 

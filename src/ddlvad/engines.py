@@ -12,8 +12,7 @@ the patch scores) stays the torch code of :mod:`ddlvad.score`.
 
 Engines (:data:`ENGINES`): ``torch`` (the model itself: the default and the reference),
 ``onnxruntime`` (CPU execution provider, all graph optimisations, torch's thread count) and
-``openvino`` (CPU plugin reading the same ONNX files, float32 inference, latency hint, a
-static-shape compilation for the run's batch beside the dynamic one). ``auto``:
+``openvino`` (CPU plugin reading the same ONNX files, float32 inference, latency hint). ``auto``:
 :func:`choose_engine` times the candidates on this machine and keeps the fastest that
 matches torch; the answer is cached in ``<cache>/engine-probe.json`` like the layout probe's
 (:mod:`ddlvad.conv_layout`).
@@ -133,7 +132,7 @@ def load_engine(model: nn.Module, cfg: Config, engine: str = "auto", batch: int 
         engine = choose_engine(model, cfg, "score", batch, cache_dir)
     if engine == "torch":
         return model
-    return build_engine(model, cfg, engine, batch, cache_dir)
+    return build_engine(model, cfg, engine, cache_dir)
 
 
 def choose_engine(model: nn.Module, cfg: Config, purpose: str = "score", batch: int | None = None,
@@ -180,7 +179,7 @@ def probe(model: nn.Module, cfg: Config, candidates: list[str], batch: int, cach
     reasons: dict[str, str] = {}
     for name in candidates:
         try:
-            engines[name] = model if name == "torch" else build_engine(model, cfg, name, batch, cache_dir)
+            engines[name] = model if name == "torch" else build_engine(model, cfg, name, cache_dir)
         except Exception as exc:  # a broken or mismatching engine is simply not chosen
             reasons[name] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
     spec = FrameSpec.for_scoring(cfg)
@@ -216,19 +215,17 @@ def probe_key(cfg: Config, batch: int, candidates: list[str]) -> str:
 
 
 # ---------------------------------------------------------------------- building an engine
-def build_engine(model: nn.Module, cfg: Config, engine: str, batch: int | None = None,
-                 cache_dir: str | Path | None = None) -> Engine:
+def build_engine(model: nn.Module, cfg: Config, engine: str, cache_dir: str | Path | None = None) -> Engine:
     """``model`` (trained on ``cfg``, scored at ``FrameSpec.for_scoring(cfg)``) as an
     ``onnxruntime`` or ``openvino`` :class:`Engine`. The graphs come from ``<cache>/engines/``
     when this model was exported before at this frame size (:func:`export_key`), else they
     are exported and cached; each engine version is checked against torch once per machine
-    (:func:`parity`) and its verdict kept beside the graphs (:func:`engine_key`). ``batch``:
-    the windows per pass it will mostly see (default ``score.batch_size``; OpenVINO compiles
-    that shape statically). Raises :class:`EngineMismatch` when the engine does not match torch."""
+    (:func:`parity`) and its verdict kept beside the graphs (:func:`engine_key`). Raises
+    :class:`EngineMismatch` when the engine does not match torch."""
     _check_name(engine)
     if engine not in PACKAGES:
         raise ValueError(f"engine {engine!r} is not an exported engine ({', '.join(PACKAGES)})")
-    spec, frames, batch = FrameSpec.for_scoring(cfg), _frames(model), batch or cfg.score.batch_size
+    spec, frames = FrameSpec.for_scoring(cfg), _frames(model)
     key = export_key(model, cfg)
     folder = default_cache_dir(cache_dir if cache_dir is not None else cfg.data.cache_dir) / "engines" / _digest(key)
     verdict_key = engine_key(key, engine)
@@ -242,10 +239,10 @@ def build_engine(model: nn.Module, cfg: Config, engine: str, batch: int | None =
     if _read_json(folder / "export.json").get("key") != key:
         reference = _export(model, spec, key, folder)
     try:
-        built = _open(engine, folder, spec, frames, batch, verdict.get("check", {}))
+        built = _open(engine, folder, spec, frames, verdict.get("check", {}))
     except Exception:  # unreadable files: export again
         reference = _export(model, spec, key, folder)
-        built = _open(engine, folder, spec, frames, batch, {})
+        built = _open(engine, folder, spec, frames, {})
     if not verdict:
         built.check = parity(reference or _cpu_copy(model), built, spec)
         atomic_write(verdict_file, json.dumps({"key": verdict_key, "check": built.check}, indent=1),
@@ -357,13 +354,12 @@ def parity(model: nn.Module, engine: Engine, spec: FrameSpec) -> dict:
             "passed": bool(d_error <= TOLERANCE and d_recon <= TOLERANCE), "tolerance": TOLERANCE}
 
 
-def _open(engine: str, folder: Path, spec: FrameSpec, frames: int, batch: int, check: dict) -> Engine:
+def _open(engine: str, folder: Path, spec: FrameSpec, frames: int, check: dict) -> Engine:
     threads = torch.get_num_threads()
     if engine == "onnxruntime":
         encoder, decoder = (_onnxruntime(folder / name, threads) for name in ("encoder.onnx", "decoder.onnx"))
     else:
-        encoder = _openvino(folder / "encoder.onnx", threads, batch + frames - 1)
-        decoder = _openvino(folder / "decoder.onnx", threads, batch)
+        encoder, decoder = (_openvino(folder / name, threads) for name in ("encoder.onnx", "decoder.onnx"))
     return Engine(engine, _version(engine), frames, (spec.channels, spec.height, spec.width), encoder, decoder,
                   folder, check)
 
@@ -386,30 +382,18 @@ def _onnxruntime(path: Path, threads: int, spinning: bool = False) -> Runner:
     return lambda arrays: session.run(None, dict(zip(names, arrays)))
 
 
-def _openvino(path: Path, threads: int, lead: int, hint: str = "LATENCY", static: bool = True) -> Runner:
-    """An OpenVINO runner of the ONNX file at ``path``: compiled for dynamic batches, and (``static``)
-    once more with fixed shapes the first time it sees ``lead`` items (the run's batch)."""
+def _openvino(path: Path, threads: int, hint: str = "LATENCY") -> Runner:
+    """An OpenVINO runner of the ONNX file at ``path`` (dynamic batch). A second compilation with
+    the run's batch fixed was measured no faster (-10 % to +15 % per graph, bench/RESULTS.md), and
+    the throughput hint splits the cores among streams that one synchronous request cannot use."""
     import openvino as ov
 
     core = ov.Core()
     # float32 explicitly: on CPUs with bf16 units the plugin would otherwise infer in bf16.
     config = {"PERFORMANCE_HINT": hint, "INFERENCE_NUM_THREADS": threads, "INFERENCE_PRECISION_HINT": "f32"}
-    graph = core.read_model(str(path))
-    dynamic = core.compile_model(graph, "CPU", config)
-    fixed: list = []
-
-    def run(arrays: list[np.ndarray]) -> list[np.ndarray]:
-        compiled = dynamic
-        if static and arrays[0].shape[0] == lead:
-            if not fixed:
-                shaped = graph.clone()
-                shaped.reshape({i: ov.PartialShape(list(a.shape)) for i, a in enumerate(arrays)})
-                fixed.append(core.compile_model(shaped, "CPU", config))
-            compiled = fixed[0]
-        # The outputs are copied (share_outputs=False): the request's buffers are reused by the next call.
-        return list(compiled(arrays, share_inputs=True, share_outputs=False).values())
-
-    return run
+    compiled = core.compile_model(core.read_model(str(path)), "CPU", config)
+    # The outputs are copied (share_outputs=False): the request's buffers are reused by the next call.
+    return lambda arrays: list(compiled(arrays, share_inputs=True, share_outputs=False).values())
 
 
 # ---------------------------------------------------------------------- helpers

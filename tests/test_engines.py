@@ -19,7 +19,8 @@ from ddlvad.score import Scorer, score_video_naive, window_errors
 EXPORTED = [pytest.param(name, marks=pytest.mark.skipif(not eng._installed(name), reason=f"{name} not installed"))
             for name in eng.PACKAGES]
 MAP_TOLERANCE = 1e-5      # largest absolute difference of an error map (values in [0, 1])
-SCORE_RTOL = 1e-6         # frame scores: relative difference
+SCORE_RTOL = 1e-6         # frame scores: relative difference (measured: at most 8.2e-7 on the trained model) ...
+SCORE_ATOL = 1e-7         # ... or absolute (measured: 3e-8 there; the map tolerance bounds it, 1e-5)
 
 
 @pytest.fixture(autouse=True)
@@ -66,7 +67,7 @@ def test_a_trained_model_scores_the_same_with_the_engine(trained, name):
             e_scores, e_errors, e_maps = scored(engine_scorer, frames, batch)
             assert float((errors - e_errors).abs().max()) <= MAP_TOLERANCE
             assert float((maps - e_maps).abs().max()) <= MAP_TOLERANCE
-            np.testing.assert_allclose(e_scores, scores, rtol=SCORE_RTOL, atol=0)
+            np.testing.assert_allclose(e_scores, scores, rtol=SCORE_RTOL, atol=SCORE_ATOL)
             assert ((e_scores > threshold) == (scores > threshold)).all()
     # The detector takes an engine in the model's place.
     frames = videos[-1]
@@ -110,9 +111,11 @@ def check_random_model(name, arch, channels, size, cache):
         assert float((error - e_error).abs().max()) <= MAP_TOLERANCE
         assert float((recon - e_recon).abs().max()) <= MAP_TOLERANCE
         ref = Scorer(model, cfg.score).score_video(frames)
-        np.testing.assert_allclose(Scorer(engine, cfg.score, 4).score_video(frames), ref, rtol=SCORE_RTOL)
+        np.testing.assert_allclose(Scorer(engine, cfg.score, 4).score_video(frames), ref, rtol=SCORE_RTOL,
+                                   atol=SCORE_ATOL)
         # Separate clips (stride T) go through the same two graphs.
-        np.testing.assert_allclose(score_video_naive(engine, frames, cfg.score, 4), ref, rtol=SCORE_RTOL)
+        np.testing.assert_allclose(score_video_naive(engine, frames, cfg.score, 4), ref, rtol=SCORE_RTOL,
+                                   atol=SCORE_ATOL)
 
 
 @pytest.mark.parametrize("arch,channels", [("c3dsu", 1), ("c3dsu", 3), ("unet", 1), ("unet", 3)])

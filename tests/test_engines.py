@@ -175,6 +175,10 @@ def test_an_engine_that_does_not_match_torch_is_refused_and_never_chosen(name, t
         eng.build_engine(model, cfg, name)
     seconds, excluded = eng.probe(model, cfg, ["torch", name], batch=2, rounds=1)
     assert set(seconds) == {"torch"} and "EngineMismatch" in excluded[name]
+    # auto, with a choice probed on another model of this size: torch, with a warning
+    monkeypatch.setattr(eng, "choose_engine", lambda *a: name)
+    with pytest.warns(UserWarning, match=f"engine auto: {name} failed on this model"):
+        assert eng.load_engine(model, cfg, "auto") is model
 
 
 def test_auto_keeps_the_fastest_engine_and_caches_it_per_machine(tmp_path, monkeypatch):

@@ -47,7 +47,7 @@ from .data.frames import FrameSpec, default_cache_dir
 from .errors import UserError
 from .files import atomic_write
 from .machine import machine_info
-from .models import DEFAULT_CONV_LAYOUT, apply_layout
+from .models import DEFAULT_CONV_LAYOUT, apply_layout, conv_layout_of
 
 ENGINES = ("torch", "onnxruntime", "openvino")
 """The engines a model can score with; ``auto`` chooses among those installed (:func:`choose_engine`)."""
@@ -124,15 +124,24 @@ def load_engine(model: nn.Module, cfg: Config, engine: str = "auto", batch: int 
                 cache_dir: str | Path | None = None) -> nn.Module | Engine:
     """What to score ``model`` (trained on ``cfg``) with: the model itself for ``torch``, an
     :class:`Engine` for ``onnxruntime`` / ``openvino``, and for ``auto`` the one
-    :func:`choose_engine` picks for ``batch`` windows per pass (default ``score.batch_size``).
-    An unknown name or a missing package raises :class:`UserError`; an engine asked for by
-    name that does not match torch raises :class:`EngineMismatch`."""
+    :func:`choose_engine` picks for ``batch`` windows per pass (default ``score.batch_size``;
+    the model itself when the engine picked fails to build for it or does not match torch on
+    it, with a warning). An unknown name or a missing package raises :class:`UserError`; an
+    engine asked for by name that does not match torch raises :class:`EngineMismatch`."""
     _check_name(engine)
-    if engine == "auto":
-        engine = choose_engine(model, cfg, "score", batch, cache_dir)
     if engine == "torch":
         return model
-    return build_engine(model, cfg, engine, cache_dir)
+    if engine != "auto":
+        return build_engine(model, cfg, engine, cache_dir)
+    engine = choose_engine(model, cfg, "score", batch, cache_dir)
+    if engine == "torch":
+        return model
+    try:
+        return build_engine(model, cfg, engine, cache_dir)
+    except Exception as exc:  # the probe chose on another model of this size; torch is always right
+        warnings.warn(f"engine auto: {engine} failed on this model ({str(exc).splitlines()[0][:200]}); "
+                      f"scoring with torch", stacklevel=2)
+        return model
 
 
 def choose_engine(model: nn.Module, cfg: Config, purpose: str = "score", batch: int | None = None,
@@ -149,7 +158,7 @@ def choose_engine(model: nn.Module, cfg: Config, purpose: str = "score", batch: 
     if len(candidates) == 1:
         return "torch"
     batch = batch or cfg.score.batch_size
-    key = probe_key(cfg, batch, candidates)
+    key = probe_key(model, cfg, batch, candidates)
     path = default_cache_dir(cache_dir if cache_dir is not None else cfg.data.cache_dir) / PROBE_FILE
     if key not in _MEMO:
         known = _read_json(path)
@@ -202,15 +211,18 @@ def probe(model: nn.Module, cfg: Config, candidates: list[str], batch: int, cach
     return best, reasons
 
 
-def probe_key(cfg: Config, batch: int, candidates: list[str]) -> str:
-    """What the probe's answer depends on: the machine, the model's size, the batch and the engine versions."""
+def probe_key(model: nn.Module, cfg: Config, batch: int, candidates: list[str]) -> str:
+    """What the probe's answer depends on: the machine, the model's size and torch layout
+    (:func:`ddlvad.models.conv_layout_of`), the batch and the engine versions."""
     m, d, spec = cfg.model, cfg.data, FrameSpec.for_scoring(cfg)
     info = machine_info(torch.device("cpu"))
+    layout = conv_layout_of(model)
     return json.dumps({
         "machine": {"cpu": info["cpu"], "capability": info["simd"], "onednn_max_isa": info["onednn_max_isa"],
                     "threads": torch.get_num_threads()},
         "model": [m.arch, m.latent, m.block], "input": [spec.channels, d.frames, spec.height, spec.width],
         "batch": batch, "flip": cfg.score.flip, "engines": {name: _version(name) for name in candidates},
+        "torch_layout": {"channels_last": layout.channels_last, "fold": layout.fold},
     }, sort_keys=True)
 
 

@@ -24,6 +24,7 @@ from .config import (
     DEFAULT_PRESET,
     DEFAULT_PROTOCOL,
     DEMO,
+    ENGINE_CHOICES,
     MASK_SOURCES,
     MODES,
     NORMALISATIONS,
@@ -126,6 +127,9 @@ FLAGS: dict[str, Flag] = {
     "normalise": Flag({"choices": NORMALISATIONS, "help": "per-video score normalisation"}),
     "flip": Flag({"action": "store_true",
                   "help": "beyond the paper: average each error map with the mirrored frames' (2x scoring time)"}),
+    "engine": Flag({"choices": ENGINE_CHOICES, "help": "what runs the network: torch, onnxruntime, openvino, or auto "
+                                                       "(the fastest here that matches torch; default: the run's "
+                                                       "score.engine, torch)"}),
     "position": Flag({"choices": POSITIONS, "help": "beyond the paper: mean divides each place's error by its "
                                                   "normal level (measured on training frames when the run has none)"}),
     "scale": Flag({"type": float, "help": "beyond the paper: score frames at the training size times this "
@@ -222,6 +226,7 @@ def _evaluate(args: argparse.Namespace) -> int:
                                    "flip": args.flip or None, "scale": args.scale,
                                    "position": args.position}.items() if v is not None}
     common = dict(protocol=args.protocol, protocol_overrides=overrides, out=args.out, cache_dir=args.cache_dir,
+                  engine=args.engine,
                   plots=not args.no_plots, progress=not args.quiet, gt_tracks=args.gt_tracks)
     if is_scene_folder(args.run):
         if args.scene:
@@ -242,7 +247,7 @@ def _detect(args: argparse.Namespace) -> int:
 
     report = detect(args.run, args.source, args.out, threshold=args.threshold, batch_size=args.batch,
                     overlay=not args.no_overlay, max_frames=args.max_frames, fps=args.fps,
-                    rules=EventRules(args.gap, args.min_frames))
+                    rules=EventRules(args.gap, args.min_frames), engine=args.engine)
     print(f"detect: {report['frames']} frames ({report['frames_scored']} scored) at {report['frames_per_second']} "
           f"frames/s, {len(report['events'])} events above {report['threshold']:.4g} "
           f"({report['threshold_origin']} threshold) -> {report['out']}")
@@ -330,13 +335,13 @@ COMMANDS: dict[str, Command] = {
                       "force": {"help": "replace the run in --out"}}),
     "evaluate": Command("score the test split and write report.json, scores.csv, plots, report.html", _evaluate,
                         ("run", "data", "dataset", "scene", "cache-dir", "protocol", "smoothing", "window", "sigma",
-                         "normalise", "flip", "scale", "position", "gt-tracks", "out", "no-plots", "quiet"),
+                         "normalise", "flip", "scale", "position", "engine", "gt-tracks", "out", "no-plots", "quiet"),
                         {"run": {"positional": True, "help": "run folder (holds checkpoint.pt), or a folder of "
                                                               "per-scene runs (scene-*/)"},
                          "out": {"help": "output folder (default: RUN/eval)"}}),
     "detect": Command("score a video file, frame folder or live stream: scores, events, overlay", _detect,
                       ("source", "run", "out", "threshold", "batch", "no-overlay", "max-frames", "fps", "gap",
-                       "min-frames"),
+                       "min-frames", "engine"),
                       {"run": {"required": True}, "out": {"help": "output folder (default: RUN/detect/<source name>)"}},
                       description="Exit status: 0 when the source was read to its end (or --max-frames), 1 when a "
                                   "live stream stopped sending frames (the outputs are complete up to there), 2 for "

@@ -42,6 +42,8 @@ DEFAULT_PROTOCOL = "paper"
 TRACKERS = ("ocsort", "bytetrack")
 UNTIL = ("steps", "converged")
 POSITIONS = ("none", "mean")
+ENGINE_CHOICES = ("auto", "torch", "onnxruntime", "openvino")
+"""What scores a model (:mod:`ddlvad.engines`): ``auto`` is the fastest on this machine that matches torch."""
 VAL_METRICS = ("auc", "recon")
 
 
@@ -246,6 +248,11 @@ class ScoreConfig:
     region, a static oddity) does not outscore a real anomaly elsewhere; label-free, computed at
     the end of training (or by ``ddlvad evaluate --position mean`` from the training split).
     ``none``: the paper's error."""
+    engine: str = "torch"
+    """What runs the network when scoring (:mod:`ddlvad.engines`): ``torch``, ``onnxruntime``,
+    ``openvino`` (the same computation exported as an encoder graph per frame and a decoder graph
+    per window, parity-tested against torch) or ``auto`` (the fastest of them on this machine that
+    matches torch, chosen by a cached probe; ``ddlvad watch`` uses it). Scores agree to ~1e-7."""
     batch_size: int = 16
     """Windows scored per forward pass."""
     threshold_percentile: float = 99.0
@@ -488,6 +495,7 @@ class Config:
         if s.batch_size < 1:
             raise UserError(f"score.batch_size={s.batch_size}: must be >= 1")
         _choice("score.position", s.position, POSITIONS)
+        _choice("score.engine", s.engine, ENGINE_CHOICES)
         if s.threshold_frames < 1:
             raise UserError(f"score.threshold_frames={s.threshold_frames}: must be >= 1")
         if not 0 < s.threshold_percentile <= 100:

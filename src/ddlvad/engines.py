@@ -42,16 +42,16 @@ import numpy as np
 import torch
 from torch import nn
 
-from .config import Config
+from .config import ENGINE_CHOICES, Config
 from .data.frames import FrameSpec, default_cache_dir
 from .errors import UserError
 from .files import atomic_write
 from .machine import machine_info
 from .models import DEFAULT_CONV_LAYOUT, apply_layout, conv_layout_of
 
-ENGINES = ("torch", "onnxruntime", "openvino")
+ENGINES = ENGINE_CHOICES[1:]
 """The engines a model can score with; ``auto`` chooses among those installed (:func:`choose_engine`)."""
-CHOICES = ("auto", *ENGINES)
+CHOICES = ENGINE_CHOICES
 PACKAGES = {"onnxruntime": "onnxruntime", "openvino": "openvino"}
 """The pip package each exported engine needs."""
 TOLERANCE = 1e-5

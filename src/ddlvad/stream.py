@@ -178,7 +178,7 @@ class AnomalyDetector:
 
     def __init__(self, model: nn.Module, cfg: Config, threshold: float | None = None,
                  batch_size: int | None = None, region_threshold: float | None = None,
-                 weights: torch.Tensor | None = None) -> None:
+                 weights: torch.Tensor | None = None, engine: str | None = None) -> None:
         _check_batch(batch_size)
         if threshold is not None and not (math.isfinite(threshold) and threshold >= 0):
             raise UserError(f"--threshold {threshold:g}: frame scores are errors >= 0: give a finite threshold "
@@ -186,7 +186,12 @@ class AnomalyDetector:
         self.model = model.eval()
         self.cfg = cfg
         self.spec = FrameSpec.for_scoring(cfg)  # the training size unless score.scale (docs/method.md#scoring-options)
-        self.scorer = Scorer(model, cfg.score, batch_size, weights)
+        from .engines import load_engine
+
+        self.engine = engine or cfg.score.engine
+        """What runs the network (``score.engine``; :attr:`model` stays the torch model)."""
+        scoring = load_engine(model, cfg, self.engine, batch_size, cfg.data.cache_dir)
+        self.scorer = Scorer(scoring, cfg.score, batch_size, weights)
         self.threshold = None if threshold is None else float(threshold)
         self.region_threshold = self.threshold if region_threshold is None else float(region_threshold)
         """Anomaly-map value above which a pixel belongs to a region (stored by training; else
@@ -197,10 +202,11 @@ class AnomalyDetector:
         """What the run says about its training (``step``, ``stopped``, ``converged``), when loaded."""
 
     @classmethod
-    def load(cls, run: str | Path, threshold: float | None = None, batch_size: int | None = None
-             ) -> AnomalyDetector:
+    def load(cls, run: str | Path, threshold: float | None = None, batch_size: int | None = None,
+             engine: str | None = None) -> AnomalyDetector:
         """The model of a run folder (or checkpoint file); ``threshold`` overrides the one
-        stored by training (``checkpoint["threshold"]["value"]``)."""
+        stored by training (``checkpoint["threshold"]["value"]``), ``engine`` the run's
+        ``score.engine``."""
         from .checkpoint import load_model
         from .conv_layout import choose as choose_layout
         from .models import apply_layout
@@ -209,7 +215,8 @@ class AnomalyDetector:
         apply_layout(model, choose_layout(cfg, "score"))
         stored = (ckpt.get("threshold") or {}).get("value")
         detector = cls(model, cfg, stored if threshold is None else threshold, batch_size,
-                       region_threshold=(ckpt.get("threshold") or {}).get("region"), weights=position_of(ckpt, cfg, run))
+                       region_threshold=(ckpt.get("threshold") or {}).get("region"), weights=position_of(ckpt, cfg, run),
+                       engine=engine)
         detector.info = {k: ckpt.get(k) for k in ("step", "trained_steps", "stopped", "converged", "kept_step")}
         if threshold is None and stored is not None:
             detector.threshold_origin = "run"

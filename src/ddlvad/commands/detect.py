@@ -24,7 +24,7 @@ from . import Log, sigterm_as_interrupt, to_stderr
 def detect(run: str | Path, source: str | int | Path, out: str | Path | None = None, *,
            threshold: float | None = None, batch_size: int | None = None, overlay: bool = True,
            max_frames: int | None = None, fps: float | None = None, rules: EventRules | None = None,
-           say: Log = print, log: Log = to_stderr) -> dict:
+           engine: str | None = None, say: Log = print, log: Log = to_stderr) -> dict:
     """Score every frame of ``source`` (video file, folder of frames, camera index, URL) with
     the model of ``run`` and write, in ``out`` (default ``RUN/detect/<source name>``):
 
@@ -49,7 +49,7 @@ def detect(run: str | Path, source: str | int | Path, out: str | Path | None = N
     The threshold is ``threshold`` if given, else the run's stored one (none: UserError).
     """
     rules = rules or EventRules()
-    detector = AnomalyDetector.load(run, threshold, batch_size)
+    detector = AnomalyDetector.load(run, threshold, batch_size, engine)
     warning = convergence_warning(detector.info, run)
     if warning:
         log(warning)

@@ -16,6 +16,7 @@ from ..data.frames import FrameSpec, FrameStore
 from ..data.labels import TrackAnnotation, load_pixel_masks, read_track_folder
 from ..data.layouts import DatasetIndex, VideoRecord, find_track_annotations, index_dataset
 from ..data.video import first_frame_size
+from ..engines import load_engine
 from ..errors import UserError
 from ..localisation import MapEvaluation, annotated_box, describe_protocol
 from ..metrics import frame_metrics
@@ -127,7 +128,8 @@ def _frame_count(record: VideoRecord) -> int:
 def evaluate(run: str | Path, root: str | Path, *, dataset: str | None = None, scene: str | None = None,
              protocol: str = "paper", protocol_overrides: dict | None = None, out: str | Path | None = None,
              cache_dir: str | None = None, plots: bool = True, progress: bool = True, log: Log = to_stderr,
-             keep_scores: dict | None = None, localisation: bool = True, gt_tracks: str | Path | None = None) -> dict:
+             keep_scores: dict | None = None, localisation: bool = True, gt_tracks: str | Path | None = None,
+             engine: str | None = None) -> dict:
     """Score every test frame of ``root`` with the trained model of ``run`` and write
     ``report.json``, ``scores.csv``, plots and ``report.html`` (default ``RUN/eval``).
 
@@ -168,7 +170,8 @@ def evaluate(run: str | Path, root: str | Path, *, dataset: str | None = None, s
         maps = MapEvaluation(loc_protocol.levels(ckpt.get("threshold")), loc_protocol,
                              annotated=annotations is not None)
     t0 = time.perf_counter()
-    scores = score_split(Scorer(model, cfg.score, weights=weights), cfg, index, progress, maps, annotations)
+    scoring = load_engine(model, cfg, engine or cfg.score.engine, cache_dir=cfg.data.cache_dir)  # score.engine
+    scores = score_split(Scorer(scoring, cfg.score, weights=weights), cfg, index, progress, maps, annotations)
     seconds = time.perf_counter() - t0
     videos = {r.video_id: (scores[r.video_id], r.labels) for r in index.testing}
     report = frame_metrics(videos, proto)

@@ -176,7 +176,7 @@ def _visible_gpus() -> list[str]:
 def evaluate_scenes(folder: str | Path, root: str | Path, *, protocol: str = "paper",
                     protocol_overrides: dict | None = None, out: str | Path | None = None,
                     cache_dir: str | None = None, plots: bool = True, progress: bool = True,
-                    log: Log = to_stderr, gt_tracks: str | Path | None = None) -> dict:
+                    log: Log = to_stderr, gt_tracks: str | Path | None = None, engine: str | None = None) -> dict:
     """Evaluate each ``folder/scene-S`` run on scene S's test videos (its report in
     ``scene-S/eval``) and write ``folder/eval/report.json``: per-scene AUCs, their median
     (the paper's ShanghaiTech figure) and mean, and the micro AUC pooled over every scene's
@@ -202,7 +202,7 @@ def evaluate_scenes(folder: str | Path, root: str | Path, *, protocol: str = "pa
         log(f"scene {scene}: evaluating {run}")
         reports[scene] = evaluate(run, root, scene=scene, protocol=protocol, protocol_overrides=protocol_overrides,
                                   out=run / "eval", cache_dir=cache_dir, plots=plots, progress=progress, log=log,
-                                  keep_scores=videos, gt_tracks=gt_tracks)
+                                  keep_scores=videos, gt_tracks=gt_tracks, engine=engine)
     if not reports:
         raise UserError(f"none of the scene runs in {folder} has test videos in {root}")
     first = reports[min(reports)]["protocol"]

@@ -53,7 +53,7 @@ from typing import Any, get_type_hints
 
 import yaml
 
-from ..config import EventRules
+from ..config import ENGINE_CHOICES, EventRules
 from ..errors import UserError
 from ..urls import SECRET_PARAMS, redact  # noqa: F401 (part of this module's API)
 
@@ -236,6 +236,9 @@ class WatchConfig:
     """The webhook (off unless ``webhook.url`` is set)."""
     mqtt: MqttConfig = field(default_factory=MqttConfig)
     """MQTT (off unless ``mqtt.host`` is set)."""
+    engine: str = "auto"
+    """What runs the models (:mod:`ddlvad.engines`): ``auto`` (the fastest on this machine that matches
+    torch's scores, chosen by a cached probe), ``torch``, ``onnxruntime`` or ``openvino``."""
     origin: str = "ddlvad watch"
     """Where the settings came from (the YAML file's path, or ``ddlvad watch`` for :meth:`single`):
     the prefix of every problem line."""
@@ -347,7 +350,10 @@ def _parse(values: dict, base: Path, origin: str, env: Mapping[str, str], file: 
             camera = _camera(name, settings, base, p)
             if camera is not None:
                 cameras[camera.name] = camera
-    cfg = WatchConfig(cameras, database, data, origin=origin, **sections)
+    engine = top.get("engine", WatchConfig.engine)
+    if engine not in ENGINE_CHOICES:
+        p.add("engine", f"choose one of {', '.join(ENGINE_CHOICES)} (got {engine!r})")
+    cfg = WatchConfig(cameras, database, data, origin=origin, engine=engine, **sections)
     _check(cfg, p, file)
     if p:
         error = UserError("\n".join(f"{origin}: {line}" for line in p))

@@ -349,7 +349,7 @@ class ModelGroup:
         self.detector = detector
         self.cameras = cameras
         self.service = service
-        self.scorer = LiveScorer(detector.model, detector.cfg.score, detector.scorer.weights)
+        self.scorer = LiveScorer(detector.scorer.model, detector.cfg.score, detector.scorer.weights)  # the engine
         self.thread = threading.Thread(target=self._loop, name=f"ddlvad-score-{cameras[0].name}", daemon=True)
         self.error: BaseException | None = None
 
@@ -397,7 +397,7 @@ class Service:
         self.cams: dict[str, Camera] = {}
         self.groups: list[ModelGroup] = []
         for run, names in cfg.runs.items():
-            detector = AnomalyDetector.load(run)
+            detector = AnomalyDetector.load(run, engine=cfg.engine)
             missing = [n for n in names if cfg.cameras[n].threshold is None and detector.threshold is None]
             if missing:
                 raise UserError(f"{cfg.origin}: cameras.{missing[0]}.threshold: the run {run} stores no threshold; "

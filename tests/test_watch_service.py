@@ -284,3 +284,41 @@ def test_token_guards_the_running_service(tmp_path, scene, tiny_run):
         assert r.status_code in (400, 404) and b"root:" not in r.content
     finally:
         service.close()
+
+
+def test_ignore_polygons_zero_the_error_where_they_lie():
+    """An ignore polygon (source pixels) becomes a 0/1 mask at the error map's size, and the live
+    scorer multiplies it into the error before scoring: an anomaly inside it no longer counts."""
+    import torch
+
+    from ddlvad.config import Config
+    from ddlvad.score import LiveScorer
+    from ddlvad.watch.service import ignore_mask
+
+    keep = ignore_mask([[[0, 0], [120, 0], [120, 80], [0, 80]]], (160, 240), (32, 48))  # the top-left quarter
+    assert keep.shape == (32, 48) and keep[:16, :24].sum() == 0 and keep[17:, 25:].min() == 1
+    assert ignore_mask([], (160, 240), (32, 48)) is None
+
+    class Blank(torch.nn.Module):  # reconstructs black: the error is the frame
+        frames = 3
+
+        def __init__(self):
+            super().__init__()
+            self.p = torch.nn.Parameter(torch.zeros(1))
+
+        def encode_frames(self, frames):
+            return [frames]
+
+        def decode_windows(self, windows):
+            return torch.zeros_like(windows[0][:, :, 0])
+
+    score = Config.preset("tiny").score
+    frame = np.zeros((32, 48, 1), np.uint8)
+    frame[2:10, 2:10] = 255  # an "anomaly" inside the ignored quarter
+    results = {}
+    for name, mask in (("plain", None), ("ignored", keep)):
+        live = LiveScorer(Blank(), score)
+        for i in range(3):
+            out = live.step({"cam": (i, frame, i)}, {"cam": mask})
+        results[name] = out["cam"].score
+    assert results["plain"] > 0.5 and results["ignored"] == 0.0

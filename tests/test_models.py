@@ -114,10 +114,11 @@ def test_batchnorm_is_exact_for_channels_last_input(momentum):
 
 @pytest.mark.parametrize("h,w", [(40, 48), (32, 50), (8, 16)])
 def test_frame_size_not_divisible_by_16_is_a_clear_error(h, w):
+    """At the boundary where a config is validated (once per command: ``Config.validate``)."""
     cfg = Config.preset("tiny")
     cfg.data.height, cfg.data.width = h, w
     with pytest.raises(UserError, match="multiple of 16"):
-        build_model(cfg)
+        cfg.validate()
 
 
 def test_middle_slice_conv3d_equals_same_padded_conv3d():

@@ -104,14 +104,14 @@ def test_the_overlay_draws_any_threshold_and_a_score_of_0(threshold):
 
 def test_a_score_of_exactly_0_is_anomalous_at_threshold_0(tiny_run):
     from ddlvad.score import ScoredFrame
+    from ddlvad.stream import frame_result
 
-    detector = AnomalyDetector.load(tiny_run, threshold=0.0)
     zero = ScoredFrame(3, 0.0, None, (0, 0, 8, 8), np.zeros((32, 48, 1), np.uint8))
-    assert detector._result(zero, 25.0).anomalous
+    assert frame_result(zero, 0.12, 0.0, None).anomalous
     edge = ScoredFrame(0, float("nan"), None, None, np.zeros((32, 48, 1), np.uint8))
-    assert not detector._result(edge, 25.0).anomalous
-    detector = AnomalyDetector.load(tiny_run, threshold=0.1)
-    assert not detector._result(zero, 25.0).anomalous
+    assert not frame_result(edge, 0.0, 0.0, None).anomalous
+    assert not frame_result(zero, 0.12, 0.1, None).anomalous
+    assert AnomalyDetector.load(tiny_run, threshold=0.0).threshold == 0.0
 
 
 # ---------------------------------------------------------------------- --debug before or after the verb
@@ -126,10 +126,11 @@ def failing_call(verb, tmp_path):
             "train": ["train", "--data", missing, "--preset", "tiny", "--lr", "0"],
             "evaluate": ["evaluate", missing, "--data", missing], "detect": ["detect", missing, "--run", missing],
             "export": ["export", missing, "--format", "onnx"], "track": ["track", missing],
-            "config": ["config", "--lr", "0"], "data info": ["data", "info", missing]}[verb]
+            "config": ["config", "--lr", "0"], "data info": ["data", "info", missing],
+            "watch": ["watch", str(tmp_path / "missing.yaml")]}[verb]
 
 
-VERBS = ["demo", "synth", "train", "evaluate", "detect", "export", "track", "config", "data info"]
+VERBS = ["demo", "synth", "train", "evaluate", "detect", "export", "track", "config", "data info", "watch"]
 
 
 def test_every_verb_is_covered():
@@ -259,6 +260,13 @@ OTHER_FLAGS = [("detect", *row) for row in rows({
     + ("overlay.mp4 plays at the frame rate, and MPEG-4 takes 0.01 to 65535",) * 3,
     "--gap": ("ok", "--gap -1: must be >= 0") + (INT,) * 4 + ("ok", "ok"),
     "--min-frames": ("--min-frames 0: must be >= 1", "--min-frames -1: must be >= 1") + (INT,) * 4 + ("ok", "ok"),
+})] + [("watch", *row) for row in rows({  # ddlvad watch SOURCE --run RUN --check (errors: the config's lines)
+    #           0     -1    nan   inf   -inf  1e30  10**12  10**30
+    "--threshold": ("ok", "cameras.clip.threshold: must be >= 0", "cameras.clip.threshold: must be a finite number",
+                    "cameras.clip.threshold: must be a finite number", "cameras.clip.threshold: must be a finite number",
+                    "ok", "ok", "ok"),
+    "--fps": ("cameras.clip.fps: must be > 0",) * 2 + ("cameras.clip.fps: must be a finite number",) * 3
+    + ("cameras.clip.fps: must be <= 1000",) * 3,
 })] + [
     ("detect", "--fps", ["1e30", "--no-overlay"], "ok"),     # frame times of 0 s, no video to encode
     ("detect", "--fps", ["0.01"], "ok"),
@@ -301,7 +309,7 @@ def test_other_flags(verb, flag, value, expected, tiny_run, clip, one_video, tmp
                          "--quiet"],
             "train-scenes": ["train", "--data", missing, "--all-scenes", "--preset", "tiny"],
             "synth": ["synth", tmp_path / "full"], "demo": ["demo", "--out", tmp_path / "demo"],
-            "track": ["track", missing]}[verb]
+            "track": ["track", missing], "watch": ["watch", clip, "--run", tiny_run, "--check"]}[verb]
     run_case(cli, [*args, flag, *value], expected)
     if verb == "detect" and expected == "ok":
         report = json.loads((tmp_path / "out" / "events.json").read_text())

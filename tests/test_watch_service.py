@@ -221,6 +221,48 @@ cameras:
         assert all(store.event(i)["interrupted"] for i in interrupted)
 
 
+def test_sigterm_closes_the_open_event_and_finishes_its_clip(tmp_path, scene, tiny_run):
+    """What a service manager does to stop ``ddlvad watch``: SIGTERM while an event is open; the
+    process exits 0 with the event closed, its snapshot and clip in place and named in SQLite."""
+    run, cache = tiny_run
+    frames = scene_frames(scene)[:40]
+    image = planted(frames, set(range(8, 40)))  # the anomaly lasts to the end of the loop
+    video = write_video(tmp_path / "cam.avi", [image(i) for i in range(len(frames))])
+    config = tmp_path / "watch.yaml"
+    config.write_text(f"""
+database: events.sqlite
+data: media
+http: {{host: 127.0.0.1, port: {free_port()}}}
+cameras:
+  yard: {{source: "{video}", loop: true, run: "{run}", events: {{gap: 2, min_frames: 3, post_roll: 30}}}}
+""")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src"), "DDLVAD_CACHE": str(cache)}
+    child = subprocess.Popen([sys.executable, "-m", "ddlvad", "watch", str(config)], env=env,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    database = tmp_path / "events.sqlite"
+
+    def open_events() -> int:
+        try:
+            with sqlite3.connect(f"file:{database}?mode=ro", uri=True) as conn:
+                return conn.execute("SELECT count(*) FROM events WHERE open = 1").fetchone()[0]
+        except sqlite3.Error:
+            return 0
+
+    try:
+        assert wait_until(lambda: open_events() > 0, 120), "no event opened"
+        child.send_signal(signal.SIGTERM)
+        assert child.wait(60) == 0, child.stderr.read().decode()[-2000:]
+    finally:
+        if child.poll() is None:
+            child.kill()
+    with EventStore(database) as store:
+        events = store.events().events
+        assert events and not any(e["open"] for e in events) and not any(e["interrupted"] for e in events)
+        last = events[0]
+        assert last["snapshot"] and last["clip"]  # the clip was finished at once, post-roll cut short
+        assert (tmp_path / "media" / last["clip"]).stat().st_size > 0
+
+
 def test_bad_configurations_are_one_line_each_and_exit_2(tmp_path, cli, tiny_run):
     """Every bad value is a line naming the camera and key; nothing is started, nothing written."""
     run, _ = tiny_run

@@ -45,15 +45,29 @@ def tree_hash(root: Path) -> str:
     return h.hexdigest()
 
 
+class _Scenes(dict):
+    """Ground scenes at 40 frames a video, seed 0, written when first asked for: name -> (root, description)."""
+
+    def __init__(self, base: Path) -> None:
+        super().__init__()
+        self.base = base
+
+    def __missing__(self, name: str) -> tuple[Path, dict]:
+        train, test = VIDEOS[name]
+        spec = SCENES[name].replace(train_videos=train, test_videos=test, frames=FRAMES)
+        self[name] = (self.base / name, synthesize(self.base / name, seed=0, spec=spec))
+        return self[name]
+
+
 @pytest.fixture(scope="module")
 def scenes(tmp_path_factory) -> dict[str, tuple[Path, dict]]:
-    """Every ground scene at 40 frames a video, seed 0: name -> (root, description)."""
-    base = tmp_path_factory.mktemp("scenes")
-    out = {}
-    for name, (train, test) in VIDEOS.items():
-        spec = SCENES[name].replace(train_videos=train, test_videos=test, frames=FRAMES)
-        out[name] = (base / name, synthesize(base / name, seed=0, spec=spec))
-    return out
+    return _Scenes(tmp_path_factory.mktemp("scenes"))
+
+
+DEFAULT_RUN = {"perspective"}
+"""The scene whose generic checks run by default; the others' are slow tests (each scene takes
+5-13 s to write), their scene-specific property tests run by default."""
+EVERY_SCENE = [name if name in DEFAULT_RUN else pytest.param(name, marks=pytest.mark.slow) for name in VIDEOS]
 
 
 def boxes(root: Path, description: dict) -> tuple[list[np.ndarray], list[np.ndarray]]:
@@ -79,7 +93,7 @@ def inside(b: np.ndarray) -> np.ndarray:
 
 
 # ---------------------------------------------------------------- every scene
-@pytest.mark.parametrize("name", list(VIDEOS))
+@pytest.mark.parametrize("name", EVERY_SCENE)
 def test_a_scene_is_a_folder_dataset_with_labels_equal_to_its_masks(scenes, name):
     root, description = scenes[name]
     train, test = VIDEOS[name]
@@ -97,7 +111,7 @@ def test_a_scene_is_a_folder_dataset_with_labels_equal_to_its_masks(scenes, name
         assert info["abnormal_frames"] == int(record.labels.sum())
 
 
-@pytest.mark.parametrize("name", list(VIDEOS))
+@pytest.mark.parametrize("name", EVERY_SCENE)
 def test_anomalies_only_in_test_videos_and_every_kind_shows(scenes, name):
     """Test video 01 is normal; each other one holds its anomaly, labelled in some frames, and
     the labelled frames are those its mask is visible in."""

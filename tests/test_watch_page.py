@@ -56,7 +56,8 @@ def _until(page, expression: str, timeout: float = 20.0) -> None:
     """Poll the JavaScript ``expression`` in the page until it is true. (``page.wait_for_function``
     evaluates its predicate with ``eval``, which the page's Content-Security-Policy forbids; CDP's
     ``evaluate`` is not subject to it, and the policy stays on for the page's own code.)"""
-    assert _wait(lambda: page.evaluate(expression), timeout), f"never true in the page: {expression}"
+    guarded = f"(() => {{ try {{ return Boolean({expression}); }} catch (e) {{ return false; }} }})()"  # not there yet
+    assert _wait(lambda: page.evaluate(guarded), timeout), f"never true in the page: {expression}"
 
 
 def _image(png: bytes) -> np.ndarray:

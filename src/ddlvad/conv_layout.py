@@ -23,7 +23,7 @@ import torch
 
 from .config import Config, scaled_size
 from .data.frames import default_cache_dir
-from .files import atomic_write
+from .files import cached_entry
 from .machine import machine_info
 from .models import ConvLayout, apply_layout, build_model
 
@@ -47,20 +47,13 @@ def choose(cfg: Config, purpose: str, device: torch.device | None = None, cache_
     key = probe_key(cfg, purpose, device, options)
     path = default_cache_dir(cache_dir if cache_dir is not None else cfg.data.cache_dir) / "layout-probe.json"
     if key not in _MEMO:
-        known = _read(path)
-        if key in known:
-            _MEMO[key] = ConvLayout(**known[key]["layout"])
-        else:
+        def measure() -> dict:
             seconds = probe(cfg, purpose, options, device, rounds)
             best = min(options, key=lambda c: seconds[c])
-            _MEMO[key] = best
-            known[key] = {"layout": {"channels_last": best.channels_last, "fold": best.fold},
-                          "seconds": {_name(c): round(s, 5) for c, s in seconds.items()}}
-            try:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                atomic_write(path, json.dumps(known, indent=1), what="--cache-dir")
-            except Exception:  # the choice still holds for this process; the cache is an optimisation
-                pass
+            return {"layout": {"channels_last": best.channels_last, "fold": best.fold},
+                    "seconds": {_name(c): round(s, 5) for c, s in seconds.items()}}
+
+        _MEMO[key] = ConvLayout(**cached_entry(path, key, measure)["layout"])
     return _MEMO[key]
 
 
@@ -142,13 +135,6 @@ def _machine(device: torch.device) -> dict:
         return {"device": torch.cuda.get_device_name(device)}
     info = machine_info(device)
     return {"device": "cpu", "cpu": info["cpu"], "capability": info["simd"], "onednn_max_isa": info["onednn_max_isa"]}
-
-
-def _read(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
 
 
 def _name(layout: ConvLayout) -> str:

@@ -45,7 +45,7 @@ from torch import nn
 from .config import ENGINE_CHOICES, Config
 from .data.frames import FrameSpec, default_cache_dir
 from .errors import UserError
-from .files import atomic_write
+from .files import atomic_write, cached_entry, read_json
 from .machine import machine_info
 from .models import DEFAULT_CONV_LAYOUT, apply_layout, conv_layout_of
 
@@ -161,19 +161,12 @@ def choose_engine(model: nn.Module, cfg: Config, purpose: str = "score", batch: 
     key = probe_key(model, cfg, batch, candidates)
     path = default_cache_dir(cache_dir if cache_dir is not None else cfg.data.cache_dir) / PROBE_FILE
     if key not in _MEMO:
-        known = _read_json(path)
-        if key in known:
-            _MEMO[key] = known[key]["engine"]
-        else:
+        def measure() -> dict:
             seconds, reasons = probe(model, cfg, candidates, batch, cache_dir, rounds)
-            _MEMO[key] = min(seconds, key=seconds.__getitem__)
-            known[key] = {"engine": _MEMO[key], "seconds": {k: round(v, 5) for k, v in seconds.items()},
-                          "excluded": reasons}
-            try:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                atomic_write(path, json.dumps(known, indent=1), what="--cache-dir")
-            except Exception:  # the choice still holds for this process; the cache is an optimisation
-                pass
+            return {"engine": min(seconds, key=seconds.__getitem__),
+                    "seconds": {k: round(v, 5) for k, v in seconds.items()}, "excluded": reasons}
+
+        _MEMO[key] = cached_entry(path, key, measure)["engine"]
     return _MEMO[key]
 
 
@@ -242,13 +235,13 @@ def build_engine(model: nn.Module, cfg: Config, engine: str, cache_dir: str | Pa
     folder = default_cache_dir(cache_dir if cache_dir is not None else cfg.data.cache_dir) / "engines" / _digest(key)
     verdict_key = engine_key(key, engine)
     verdict_file = folder / f"{engine}-{_digest(verdict_key)}.json"
-    verdict = _read_json(verdict_file)
+    verdict = read_json(verdict_file)
     if verdict.get("key") != verdict_key:
         verdict = {}
     if verdict and not verdict["check"]["passed"]:
         raise EngineMismatch(_mismatch(engine, verdict["check"]))
     reference = None
-    if _read_json(folder / "export.json").get("key") != key:
+    if read_json(folder / "export.json").get("key") != key:
         reference = _export(model, spec, key, folder)
     try:
         built = _open(engine, folder, spec, frames, verdict.get("check", {}))
@@ -463,8 +456,3 @@ def _digest(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
-def _read_json(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}

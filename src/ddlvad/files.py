@@ -10,8 +10,9 @@ change.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO
 
@@ -89,3 +90,27 @@ def safe_name(name: str) -> str:
     """``name`` with every character other than letters, digits, ``-`` and ``_`` replaced by ``_``
     (for file names made from video ids, URLs, scene names)."""
     return "".join(c if c.isalnum() or c in "-_" else "_" for c in name)
+
+
+def read_json(path: str | Path) -> dict:
+    """A JSON file as a dict; ``{}`` when it is missing or unreadable (caches: an answer to recompute)."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def cached_entry(path: str | Path, key: str, compute: Callable[[], dict]) -> dict:
+    """Entry ``key`` of the JSON cache file ``path`` (per-machine probes: the convolution layout, the
+    inference engine), computed and written (atomically) when missing. A cache that cannot be
+    written is left alone: the answer still holds for this process."""
+    path = Path(path)
+    known = read_json(path)
+    if key not in known:
+        known[key] = compute()
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write(path, json.dumps(known, indent=1), what="--cache-dir")
+        except Exception:  # noqa: BLE001 (an optimisation only)
+            pass
+    return known[key]

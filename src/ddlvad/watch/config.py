@@ -362,6 +362,17 @@ def _parse(values: dict, base: Path, origin: str, env: Mapping[str, str], file: 
     return cfg
 
 
+def _text(value: Any, key: str, p: _Problems, missing: str, expected: str) -> str | None:
+    """A required text setting, stripped; None (with the problem recorded) when it is missing or not text."""
+    if value is None:
+        p.add(key, f"missing: {missing}")
+    elif not isinstance(value, str) or not value.strip():
+        p.add(key, f"must be {expected} (got {_kind(value)})")
+    else:
+        return value.strip()
+    return None
+
+
 def _camera(name: Any, settings: Any, base: Path, p: _Problems) -> CameraConfig | None:
     """One camera from its mapping, or None when it cannot be built (problems recorded)."""
     if not isinstance(name, str):
@@ -380,28 +391,19 @@ def _camera(name: Any, settings: Any, base: Path, p: _Problems) -> CameraConfig 
     ignore = _polygons(kwargs.pop("ignore", None), f"{key}.ignore", p)
     if isinstance(source, int) and not isinstance(source, bool) and source >= 0:
         source = str(source)  # a camera index
-    ok = True
-    if source is None:
-        p.add(f"{key}.source", "missing: give a video file, a folder of frames, a camera index (0) or a stream URL")
-        ok = False
-    elif not isinstance(source, str) or not source.strip():
-        p.add(f"{key}.source", f"must be a path, a camera index or a URL (got {_kind(source)})")
-        ok = False
-    else:
-        source = source.strip()
+    source = _text(source, f"{key}.source", p, "give a video file, a folder of frames, a camera index (0) or a stream URL",
+                   "a path, a camera index or a URL")
+    run = _text(run, f"{key}.run", p, "give the run folder of a trained model (`ddlvad train ... --out RUN`)",
+                "the path of a run folder")
+    ok = source is not None and run is not None
+    if source is not None:
         if source_kind(source) in ("file", "folder", "missing"):
             source = str(_path(base, source))
             if source_kind(source) == "missing":
                 p.add(f"{key}.source", f"{source} not found (relative paths are relative to {base}): give an existing "
                                        f"video file or folder of frames, a camera index or a stream URL")
-    if run is None:
-        p.add(f"{key}.run", "missing: give the run folder of a trained model (`ddlvad train ... --out RUN`)")
-        ok = False
-    elif not isinstance(run, str) or not run.strip():
-        p.add(f"{key}.run", f"must be the path of a run folder (got {_kind(run)})")
-        ok = False
-    else:
-        run = _path(base, run.strip())
+    if run is not None:
+        run = _path(base, run)
         if run.is_dir() and not any((run / f).is_file() for f in MODEL_FILES):
             p.add(f"{key}.run", f"{run} holds no model ({' or '.join(MODEL_FILES)}): train one with "
                                 f"`ddlvad train ... --out {run}`, or give another run folder")
